@@ -1,0 +1,173 @@
+"""The ``trickbag`` command line (Typer). Bad input exits with code 2 and one line, never a traceback."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from trickbag import __version__
+from trickbag.errors import PluginError, UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False, help="trickbag: train PyTorch models; every trick is a plugin.")
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one error = one line, never wrapped
+out = Console(highlight=False, soft_wrap=True)
+
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe value: section.key=value (repeatable).")
+]
+
+
+def guarded(command: Callable) -> Callable:
+    """Turn user mistakes into ``error: ...`` and exit code 2, a raising plugin into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except PluginError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def bundled_recipes() -> dict[str, Path]:
+    folder = resources.files("trickbag.recipes")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def resolve_recipe(name: str) -> Path:
+    """A path to a TOML file, or the name of a bundled recipe (``quickstart``)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = bundled_recipes()
+    if name.removesuffix(".toml") in bundled and "/" not in name:
+        return bundled[name.removesuffix(".toml")]
+    known = ", ".join(sorted(bundled))
+    raise UserError(f"recipe '{name}' not found (not a file, nor a bundled recipe: {known})")
+
+
+def plugins_header(recipe=None) -> str:
+    from trickbag.plugins import load_plugins
+
+    catalog = load_plugins()
+    enabled = set(recipe.enabled_tricks()) if recipe is not None else set()
+    parts = [f"{name} {t.version}" + (" \\[on]" if name in enabled else "") for name, t in sorted(catalog.tricks.items())]
+    return "plugins: " + (", ".join(parts) if parts else "none installed")
+
+
+@app.command()
+@guarded
+def run(
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe file, or the name of a bundled recipe.")] = None,
+    set_: SetOption = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<recipe>-<time>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a recipe: progress bar, one metrics row per epoch, checkpoint every epoch."""
+    from trickbag.loop import fit
+    from trickbag.progress import ProgressBar
+    from trickbag.recipe import load_recipe
+    from trickbag.rundir import RECIPE, default_out_dir
+
+    if resume is not None:
+        if recipe is not None or set_:
+            raise UserError("--resume takes the recipe saved in the run folder; drop RECIPE and --set")
+        if not (resume / RECIPE).exists():
+            raise UserError(f"--resume '{resume}' is not a run folder (no {RECIPE})")
+        loaded, target = load_recipe(resume / RECIPE), resume
+    else:
+        if recipe is None:
+            raise UserError("missing RECIPE (a TOML file or a bundled recipe name; see `trickbag recipes`)")
+        path = resolve_recipe(recipe)
+        loaded = load_recipe(path, set_)
+        target = out_dir or default_out_dir(path.stem)
+    err.print(plugins_header(loaded))
+    bar = None if quiet else ProgressBar(err)
+    try:
+        summary = fit(loaded, target, resume=resume is not None, observers=[bar] if bar else [])
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished epochs are kept; continue with  trickbag run --resume {target}")
+        raise typer.Exit(130) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    out.print(f"done: best val_acc {summary['best_val_acc']:.4f}, final val_acc {summary['final_val_acc']:.4f}, "
+              f"{summary['seconds']:.1f}s training, run folder {target}")
+
+
+@app.command()
+@guarded
+def check(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or the name of a bundled recipe.")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a recipe and its tricks (data, model, optimizer, schedules) without training; print it resolved."""
+    from trickbag.recipe import load_recipe
+    from trickbag.setup import prepare_run
+
+    loaded = load_recipe(resolve_recipe(recipe), set_)
+    run = prepare_run(loaded)  # builds everything a run needs, so a bad model option or data path shows here
+    err.print(plugins_header(loaded))
+    err.print(f"ok: {run.train.info.train_size} training / {run.train.info.val_size} validation samples, "
+              f"{sum(p.numel() for p in run.raw_model.parameters()):,} parameters, {run.context.steps_per_epoch} steps per epoch")
+    sys.stdout.write(loaded.to_toml())
+
+
+@app.command()
+@guarded
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List installed tricks: name, version, hooks implemented, options with defaults."""
+    from trickbag.plugins import load_plugins
+
+    catalog = load_plugins()
+    rows = []
+    for name, t in sorted(catalog.tricks.items()):
+        schema = t.spec.options.model_json_schema()
+        options = {
+            key: {"type": prop.get("type", prop.get("anyOf", "?")), "default": prop.get("default"), "description": prop.get("description", ""),
+                  **{k: prop[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum") if k in prop}}
+            for key, prop in schema.get("properties", {}).items()
+        }
+        rows.append({"name": name, "distribution": t.distribution, "version": t.version, "summary": t.spec.summary, "hooks": t.hooks, "options": options})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        out.print("no tricks installed (pip install a trickbag-<trick> package, or check TRICKBAG_PLUGINS)")
+    for row in rows:
+        out.print(f"[bold]{row['name']}[/bold] {row['version']}  {row['summary']}")
+        out.print(f"  hooks: {', '.join(h.removeprefix('trickbag_') for h in row['hooks'])}")
+        for key, opt in row["options"].items():
+            out.print(f"  {key} = {opt['default']!r}  {opt['description']}")
+
+
+@app.command()
+@guarded
+def recipes() -> None:
+    """List the bundled recipes with their one-line descriptions."""
+    for name, path in sorted(bundled_recipes().items()):
+        description = tomllib.loads(path.read_text(encoding="utf-8")).get("description", "")
+        out.print(f"[bold]{name:<24}[/bold] {description}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"trickbag {__version__}")
+
+
+def main() -> None:
+    app()

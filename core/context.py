@@ -1,0 +1,96 @@
+"""The objects hooks receive: the batch, the per-step training state and the run context.
+
+Plain dataclasses with ``slots`` so attribute access stays cheap in the per-step hot path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from trickbag.data import DataInfo
+    from trickbag.recipe import Recipe
+
+
+@dataclass(slots=True)
+class Batch:
+    """One training batch on the device. ``targets`` are class indices (int64, shape N) or, after
+    a trick such as mixup, probabilities (float, shape N x num_classes)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    num_classes: int
+
+    @property
+    def is_soft(self) -> bool:
+        return self.targets.is_floating_point()
+
+    def soft_targets(self) -> torch.Tensor:
+        """Targets as probabilities (one-hot when they were hard)."""
+        if self.is_soft:
+            return self.targets
+        # float32 whatever the inputs are (uint8 images, fp16 under a cast): the loss runs in fp32
+        return torch.nn.functional.one_hot(self.targets, self.num_classes).float()
+
+
+@dataclass(slots=True)
+class TrainState:
+    """Where the run is. Progress is in epochs (float) because the batch size may change mid-run."""
+
+    epochs: float  # run length in epochs
+    epoch: int = 0  # current epoch, 0-based
+    step_in_epoch: int = 0
+    global_step: int = 0  # optimizer steps taken so far
+    progress: float = 0.0  # epochs completed, fractional
+    samples_seen: int = 0  # training samples seen (global, all ranks)
+    batch_size: int = 0  # per-device batch size of the current epoch
+    steps_per_epoch: int = 0  # steps in the current epoch (depends on the batch size)
+    lr: float = 0.0
+    momentum: float | None = None
+    loss: torch.Tensor | None = None  # last step's training loss, detached, still on the device
+    generator: torch.Generator | None = None  # tricks' randomness, reseeded from (seed, epoch)
+    world_size: int = 1
+    rank: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # last epoch's metrics row
+
+
+@dataclass
+class RunContext:
+    """Everything a trick may need to prepare itself: handed to setup hooks and ``fit_start``."""
+
+    recipe: Recipe
+    info: DataInfo
+    device: torch.device
+    steps_per_epoch: int  # with the recipe's batch size (a batch-size trick changes it later)
+    world_size: int = 1
+    rank: int = 0
+    out_dir: Path | None = None
+    model: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    lr_schedule: Callable[[float], float] | None = None
+    momentum_schedule: Callable[[float], float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> float:
+        return self.recipe.training.epochs
+
+    @property
+    def batch_size(self) -> int:
+        """Per-device batch size from the recipe."""
+        return self.recipe.training.batch_size
+
+    @property
+    def global_batch_size(self) -> int:
+        """Samples per optimizer step over all devices (what the linear scaling rule keys on)."""
+        return self.recipe.training.batch_size * self.world_size
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps in the run at the recipe's batch size."""
+        return max(1, round(self.epochs * self.steps_per_epoch))

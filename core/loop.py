@@ -1,0 +1,207 @@
+"""The training loop. One file, read top to bottom; every trick acts through a hook call.
+
+Progress is measured in epochs as a float: the LR and momentum are pure functions of it, so a trick
+may change the batch size between epochs and every schedule still lands where it should.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from trickbag import checkpoint as ckpt
+from trickbag import rundir
+from trickbag.context import Batch, TrainState
+from trickbag.device import autocast_dtype, epoch_seed
+from trickbag.errors import PluginError, UserError
+from trickbag.evaluate import evaluate
+from trickbag.plugins import Catalog, culprit
+from trickbag.recipe import Recipe
+from trickbag.setup import Run, prepare_run
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def fit(
+    recipe: Recipe,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    observers: Iterable[object] = (),
+    catalog: Catalog | None = None,
+) -> dict[str, Any]:
+    """Train ``recipe``; write ``recipe.toml``, ``metrics.jsonl`` and ``checkpoint.pt`` to ``out_dir``
+    (nothing is written when it is ``None``). With ``resume``, continue the run saved there."""
+    out = Path(out_dir) if out_dir is not None else None
+    run = prepare_run(recipe, out, observers, catalog)
+    try:
+        return _train(run, out, resume)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # name the trick and hook that raised, if one did
+        blame = culprit(run.pm, exc)
+        if blame:
+            raise PluginError(blame) from exc
+        raise
+
+
+def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
+    recipe, hook, training = run.recipe, run.pm.hook, run.recipe.training
+    writer = out is not None and run.rank == 0  # only rank 0 writes files
+    state = TrainState(epochs=training.epochs, world_size=run.world_size, rank=run.rank)
+    state.generator = torch.Generator(device=run.device)
+    history: list[dict[str, Any]] = []
+    start_epoch, best, elapsed = 0, 0.0, 0.0
+
+    # -- resume: weights, optimizer, scaler and tricks' state; data order and RNG follow the epoch
+    if resume:
+        saved = ckpt.load_checkpoint(out / ckpt.CHECKPOINT)
+        if saved["epoch"] >= math.ceil(training.epochs):
+            raise UserError(f"--resume {out}: the run already finished ({saved['epoch']} epochs)")
+        _restore(run, saved)
+        start_epoch, state.global_step, state.samples_seen = saved["epoch"], saved["global_step"], saved["samples_seen"]
+        best, elapsed = saved["best_val_acc"], saved["elapsed"]
+        history = rundir.truncate_metrics(out, start_epoch) if writer else []
+    elif writer:
+        rundir.create(out, recipe.to_toml())
+
+    hook.trickbag_fit_start(context=run.context)
+    precision = autocast_dtype(training.precision)
+    amp = (lambda: torch.autocast(run.device.type, dtype=precision)) if precision else contextlib.nullcontext
+    model, optimizer, scaler = run.model, run.optimizer, run.scaler
+    lr_of, momentum_of, group_scales = run.lr_schedule, run.momentum_schedule, run.group_scales
+    world, rank = run.world_size, run.rank
+    model.train()
+
+    for epoch in range(start_epoch, math.ceil(training.epochs)):
+        # -- epoch setup: batch size (a trick may grow it), per-epoch seeds for exact resume
+        t0 = time.perf_counter()
+        seed = epoch_seed(training.seed, epoch)
+        torch.manual_seed(seed)
+        state.generator.manual_seed(seed)
+        batch_size = hook.trickbag_batch_size(epoch=epoch, batch_size=training.batch_size, context=run.context) or training.batch_size
+        steps = run.train.num_batches(batch_size * world)
+        state.epoch, state.batch_size, state.steps_per_epoch = epoch, batch_size, steps
+        hook.trickbag_epoch_start(state=state)
+        loss_sum = torch.zeros((), device=run.device)
+        steps_done = 0
+
+        for step, (inputs, targets) in enumerate(run.train.batches(batch_size * world, epoch, training.seed)):
+            progress = epoch + step / steps
+            if progress >= training.epochs:  # fractional last epoch
+                break
+            if world > 1:  # every rank drew the same global batch; keep this rank's slice
+                inputs, targets = inputs[rank * batch_size:(rank + 1) * batch_size], targets[rank * batch_size:(rank + 1) * batch_size]
+
+            # -- schedules: LR (times each group's lr_scale) and momentum at this progress
+            lr = lr_of(progress)
+            for group, scale in group_scales:
+                group["lr"] = lr * scale
+            if momentum_of is not None:
+                state.momentum = _set_momentum(optimizer, momentum_of(progress))
+            state.lr, state.progress, state.step_in_epoch = lr, progress, step
+
+            # -- batch transforms on the device (mixup, cutmix...)
+            batch = Batch(inputs, targets, run.train.info.num_classes)
+            hook.trickbag_transform_batch(batch=batch, state=state)
+
+            # -- forward and loss under the precision context
+            with amp():
+                outputs = model(batch.inputs)
+                loss = hook.trickbag_loss(outputs=outputs, batch=batch, model=model, state=state)
+
+            # -- backward, clipping, gradient hooks, optimizer step
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # hooks and clipping see true gradients
+            else:
+                loss.backward()
+            if training.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), training.grad_clip)
+            hook.trickbag_after_backward(model=model, state=state)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            hook.trickbag_after_step(model=model, optimizer=optimizer, state=state)
+
+            # -- bookkeeping stays on the device: no sync per step
+            state.loss = loss.detach()
+            loss_sum += state.loss
+            steps_done += 1
+            state.global_step += 1
+            state.samples_seen += batch_size * world
+            hook.trickbag_step_end(state=state)
+
+        # -- evaluate, then stop on divergence before the good checkpoint is overwritten
+        train_loss = loss_sum.item() / max(steps_done, 1)
+        if not math.isfinite(train_loss):
+            where = f" (last good checkpoint kept in {out})" if writer else ""
+            raise Diverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}{where}")
+        metrics = evaluate(model, run.val, training.eval_batch_size, precision, run.device)
+        hook.trickbag_eval_end(state=state, metrics=metrics)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        best = max(best, metrics["val_acc"])
+        row = {
+            "epoch": epoch + 1, "progress": round(min(epoch + 1, training.epochs), 6), "train_loss": train_loss,
+            **metrics, "lr": state.lr, "momentum": state.momentum, "batch_size": batch_size, "steps": state.global_step,
+            "seconds": round(seconds, 4),
+        }
+        state.metrics = row
+        history.append(row)
+
+        # -- checkpoint first, then the metrics row: a kill in between never loses a finished epoch
+        if writer:
+            if training.checkpoint:
+                ckpt.save_atomic(_snapshot(run, state, epoch + 1, best, elapsed), out / ckpt.CHECKPOINT)
+            rundir.append_metrics(out, row)
+        hook.trickbag_epoch_end(state=state, metrics=row)
+
+    summary = {"best_val_acc": best, "final_val_acc": history[-1]["val_acc"] if history else None, "seconds": elapsed, "epochs": len(history), "history": history}
+    hook.trickbag_fit_end(state=state, summary=summary)
+    return summary
+
+
+def _set_momentum(optimizer: torch.optim.Optimizer, value: float) -> float:
+    for group in optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (value, group["betas"][1])
+        else:
+            group["momentum"] = value
+    return value
+
+
+def _snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float) -> dict[str, Any]:
+    return {
+        "epoch": epochs_done, "global_step": state.global_step, "samples_seen": state.samples_seen,
+        "best_val_acc": best, "elapsed": elapsed,
+        "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "tricks": {name: obj.state_dict() for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
+        "recipe": run.recipe.to_dict(),
+    }
+
+
+def _restore(run: Run, saved: dict[str, Any]) -> None:
+    try:
+        run.raw_model.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"checkpoint does not match the recipe's model/optimizer: {first}") from None
+    if run.scaler is not None and saved.get("scaler"):
+        run.scaler.load_state_dict(saved["scaler"])
+    for name, obj in run.tricks.items():
+        if name in saved.get("tricks", {}) and hasattr(obj, "load_state_dict"):
+            obj.load_state_dict(saved["tricks"][name])
+    # load_state_dict replaced the optimizer's group dicts: point the LR setter at the new ones
+    run.group_scales = [(g, g.get("lr_scale", 1.0)) for g in run.optimizer.param_groups]

@@ -1,0 +1,127 @@
+"""Kill a run mid-way (SIGKILL, a real process), resume it, and get exactly the weights of a run that
+was never interrupted: weights, optimizer, per-epoch RNG and data order, tricks' state."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from trickbag.checkpoint import load_checkpoint
+from trickbag.hookspecs import hookimpl
+from trickbag.loop import fit
+from trickbag.recipe import load_recipe
+
+RECIPE = """
+[data]
+name = "digits"
+val_size = 297
+crop_padding = 1
+
+[model]
+name = "small_cnn"
+width = 8
+
+[optimizer]
+name = "sgd"
+lr = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+
+[training]
+epochs = {epochs}
+batch_size = 32
+seed = 3
+
+[tricks.one_cycle]
+[tricks.mixup]
+alpha = 0.4
+"""
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def rows(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "resume.toml"
+    path.write_text(RECIPE.format(epochs=24))
+    return path
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, recipe_file):
+    reference = tmp_path / "reference"
+    fit(load_recipe(recipe_file), reference)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "trickbag", "run", str(recipe_file), "--out", str(killed), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "metrics.jsonl").exists() and len((killed / "metrics.jsonl").read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = load_checkpoint(killed / "checkpoint.pt")["epoch"]
+    assert 3 <= done < 24, "the kill must land mid-run"
+
+    resumed = subprocess.run([sys.executable, "-m", "trickbag", "run", "--resume", str(killed), "-q"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(load_checkpoint(killed / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"])
+    assert_same_weights(load_checkpoint(killed / "checkpoint.pt")["optimizer"]["state"][0], load_checkpoint(reference / "checkpoint.pt")["optimizer"]["state"][0])
+    got, want = rows(killed), rows(reference)
+    assert [r["epoch"] for r in got] == list(range(1, 25))
+    for a, b in zip(got, want):
+        assert (a["train_loss"], a["val_acc"], a["lr"]) == (b["train_loss"], b["val_acc"], b["lr"])
+
+
+def test_ctrl_c_mid_epoch_keeps_finished_epochs_and_resumes_exactly(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(RECIPE.format(epochs=4))
+    reference = tmp_path / "reference"
+    fit(load_recipe(path), reference)
+
+    class CtrlC:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            if state.epoch == 2 and state.step_in_epoch == 10:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        fit(load_recipe(path), out, observers=[CtrlC()])
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+    assert len(rows(out)) == 2
+    fit(load_recipe(out / "recipe.toml"), out, resume=True)
+    assert_same_weights(load_checkpoint(out / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"])
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from trickbag.loop import Diverged
+
+    path = tmp_path / "r.toml"
+    path.write_text(RECIPE.format(epochs=4))
+
+    class Explode:
+        @hookimpl(wrapper=True)
+        def trickbag_loss(self, outputs, batch, model, state):
+            loss = yield
+            return loss * float("nan") if state.epoch == 2 else loss
+
+    out = tmp_path / "run"
+    with pytest.raises(Diverged, match="diverged in epoch 3"):
+        fit(load_recipe(path), out, observers=[Explode()])
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert saved["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())

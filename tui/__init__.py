@@ -1,0 +1,1 @@
+"""The Textual terminal UI (`trickbag tui`): filled by the TUI issue."""
