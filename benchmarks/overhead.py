@@ -29,8 +29,8 @@ from trickbag.models import build_model
 from trickbag.recipe import build_recipe
 
 WORKLOADS = {
-    "mlp-digits": dict(data={"name": "digits", "val_size": 297}, model={"name": "mlp"}, batch_size=32, lr=0.05, epochs=6),
-    "cnn-mnist5k": dict(data={"name": "mnist5k", "val_size": 1000}, model={"name": "small_cnn"}, batch_size=128, lr=0.1, epochs=1),
+    "mlp-digits": dict(data={"name": "digits", "val_size": 297}, model={"name": "mlp"}, batch_size=32, lr=0.05, epochs=150),
+    "cnn-mnist5k": dict(data={"name": "mnist5k", "val_size": 1000}, model={"name": "small_cnn"}, batch_size=128, lr=0.1, epochs=2),
 }
 EPSILON = 0.1
 
@@ -88,12 +88,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 repeat, short runs (a smoke test)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=sorted(WORKLOADS), help="run one workload")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {repeats} (alternating)")
     print(f"{'workload':<14}{'case':<8}{'engine s':>10}{'hand s':>10}{'ratio':>8}")
     for name, w in WORKLOADS.items():
+        if args.only and name != args.only:
+            continue
         epochs = 1 if args.quick else w["epochs"]
         for tricks in (False, True):
             engine_seconds(w, tricks, 1)  # warm-up both paths (allocator, kernels)
