@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import tomllib
 from importlib import resources
@@ -94,8 +95,10 @@ def run(
         path = resolve_recipe(recipe)
         loaded = load_recipe(path, set_)
         target = out_dir or default_out_dir(path.stem)
-    err.print(plugins_header(loaded))
-    bar = None if quiet else ProgressBar(err)
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    if rank0:
+        err.print(plugins_header(loaded))
+    bar = None if quiet or not rank0 else ProgressBar(err)
     try:
         summary = fit(loaded, target, resume=resume is not None, observers=[bar] if bar else [])
     except KeyboardInterrupt:
@@ -104,8 +107,9 @@ def run(
     finally:
         if bar is not None:
             bar.close()
-    out.print(f"done: best val_acc {summary['best_val_acc']:.4f}, final val_acc {summary['final_val_acc']:.4f}, "
-              f"{summary['seconds']:.1f}s training, run folder {target}")
+    if rank0:
+        out.print(f"done: best val_acc {summary['best_val_acc']:.4f}, final val_acc {summary['final_val_acc']:.4f}, "
+                  f"{summary['seconds']:.1f}s training, run folder {target}")
 
 
 @app.command()
