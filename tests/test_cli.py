@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from trickbag.cli import app

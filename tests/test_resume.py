@@ -1,7 +1,6 @@
 """Kill a run mid-way (SIGKILL, a real process), resume it, and get exactly the weights of a run that
 was never interrupted: weights, optimizer, per-epoch RNG and data order, tricks' state."""
 import json
-import os
 import signal
 import subprocess
 import sys

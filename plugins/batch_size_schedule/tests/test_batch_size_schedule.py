@@ -1,30 +1,19 @@
-import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.testing import plugin_row
 from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
 from trickbag_batch_size_schedule import BatchSizeSchedule, BatchSizeScheduleOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: torch's intra-op thread pool only adds wake-up latency (milliseconds per op on a
-    loaded 2-core machine), so run these tests single-threaded and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
 
 def test_listed_by_trickbag_plugins():
-    result = CliRunner().invoke(app, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
-    row = rows["batch_size_schedule"]
+    row = plugin_row("batch_size_schedule")
+    row = row
     assert row["hooks"] == ["trickbag_batch_size"]
     assert row["options"]["milestones"]["default"] == []
     assert row["options"]["factor"]["default"] == 2.0

@@ -1,33 +1,22 @@
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.testing import plugin_row
 from trickbag.context import Batch
 from trickbag_label_smoothing import LabelSmoothing, LabelSmoothingOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: torch's intra-op thread pool only adds wake-up latency (milliseconds per op on a
-    loaded 2-core machine), so run these tests single-threaded and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
 
 def test_listed_by_trickbag_plugins():
-    result = CliRunner().invoke(app, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["label_smoothing"]["hooks"] == ["trickbag_loss"]
-    assert rows["label_smoothing"]["options"]["epsilon"]["default"] == 0.1
-    assert rows["label_smoothing"]["distribution"] == "trickbag-label-smoothing"
+    row = plugin_row("label_smoothing")
+    assert row["hooks"] == ["trickbag_loss"]
+    assert row["options"]["epsilon"]["default"] == 0.1
+    assert row["distribution"] == "trickbag-label-smoothing"
 
 
 def smoothed_loss(outputs, targets, num_classes, epsilon):

@@ -1,34 +1,23 @@
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.testing import plugin_row
 from trickbag.context import Batch, TrainState
 from trickbag.hookspecs import hookimpl
 from trickbag_mixup import Mixup, MixupOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: torch's intra-op thread pool only adds wake-up latency (milliseconds per op on a
-    loaded 2-core machine), so run these tests single-threaded and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
 
 def test_listed_by_trickbag_plugins():
-    result = CliRunner().invoke(app, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert "trickbag_transform_batch" in rows["mixup"]["hooks"]
-    assert rows["mixup"]["options"]["alpha"]["default"] == 0.2
-    assert rows["mixup"]["options"]["prob"]["default"] == 1.0
-    assert rows["mixup"]["distribution"] == "trickbag-mixup"
+    row = plugin_row("mixup")
+    assert "trickbag_transform_batch" in row["hooks"]
+    assert row["options"]["alpha"]["default"] == 0.2
+    assert row["options"]["prob"]["default"] == 1.0
+    assert row["distribution"] == "trickbag-mixup"
 
 
 def state_with(seed):

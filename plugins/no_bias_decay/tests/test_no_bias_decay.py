@@ -1,34 +1,23 @@
 import copy
-import json
 from collections import OrderedDict
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.testing import plugin_row
 from trickbag_no_bias_decay import NoBiasDecay, NoBiasDecayOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: torch's intra-op thread pool only adds wake-up latency (milliseconds per op on a
-    loaded 2-core machine), so run these tests single-threaded and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
 
 def test_listed_by_trickbag_plugins():
-    result = CliRunner().invoke(app, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["no_bias_decay"]["hooks"] == ["trickbag_param_groups"]
-    assert rows["no_bias_decay"]["options"]["exclude_embeddings"]["default"] is False
-    assert rows["no_bias_decay"]["distribution"] == "trickbag-no-bias-decay"
+    row = plugin_row("no_bias_decay")
+    assert row["hooks"] == ["trickbag_param_groups"]
+    assert row["options"]["exclude_embeddings"]["default"] is False
+    assert row["distribution"] == "trickbag-no-bias-decay"
 
 
 def split(model, groups=None, **options):

@@ -1,21 +1,19 @@
-import json
 from types import SimpleNamespace
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.testing import plugin_row
 from trickbag_one_cycle import OneCycle, OneCycleOptions
 
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
+
+
 def test_listed_by_trickbag_plugins():
-    result = CliRunner().invoke(app, ["plugins", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert "trickbag_lr_schedule" in rows["one_cycle"]["hooks"]
-    assert "trickbag_momentum_schedule" in rows["one_cycle"]["hooks"]
-    assert rows["one_cycle"]["options"]["pct_start"]["default"] == 0.3
+    row = plugin_row("one_cycle")
+    assert row["hooks"] == ["trickbag_lr_schedule", "trickbag_momentum_schedule"]
+    assert row["options"]["pct_start"]["default"] == 0.3
 
 
 def torch_trace(steps, spe, epochs, optimizer="sgd", **kw):
