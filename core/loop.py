@@ -39,16 +39,20 @@ def fit(
     """Train ``recipe``; write ``recipe.toml``, ``metrics.jsonl`` and ``checkpoint.pt`` to ``out_dir``
     (nothing is written when it is ``None``). With ``resume``, continue the run saved there."""
     out = Path(out_dir) if out_dir is not None else None
-    run = prepare_run(recipe, out, observers, catalog)
+    threads = torch.get_num_threads()  # training.threads must not leak into the caller's process
     try:
-        return _train(run, out, resume)
-    except (UserError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # name the trick and hook that raised, if one did
-        blame = culprit(run.pm, exc)
-        if blame:
-            raise PluginError(blame) from exc
-        raise
+        run = prepare_run(recipe, out, observers, catalog)
+        try:
+            return _train(run, out, resume)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # name the trick and hook that raised, if one did
+            blame = culprit(run.pm, exc)
+            if blame:
+                raise PluginError(blame) from exc
+            raise
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:

@@ -58,9 +58,14 @@ def recipe_file(tmp_path):
     return path
 
 
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "trickbag", *args, "-q"], capture_output=True, text=True)
+
+
 def test_killed_run_resumes_to_identical_weights(tmp_path, recipe_file):
+    # the reference runs as a process like the killed one: same thread count, same kernels
     reference = tmp_path / "reference"
-    fit(load_recipe(recipe_file), reference)
+    assert cli("run", str(recipe_file), "--out", str(reference)).returncode == 0
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "trickbag", "run", str(recipe_file), "--out", str(killed), "-q"],
@@ -75,7 +80,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, recipe_file):
     done = load_checkpoint(killed / "checkpoint.pt")["epoch"]
     assert 3 <= done < 24, "the kill must land mid-run"
 
-    resumed = subprocess.run([sys.executable, "-m", "trickbag", "run", "--resume", str(killed), "-q"], capture_output=True, text=True)
+    resumed = cli("run", "--resume", str(killed))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(load_checkpoint(killed / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"])
     assert_same_weights(load_checkpoint(killed / "checkpoint.pt")["optimizer"]["state"][0], load_checkpoint(reference / "checkpoint.pt")["optimizer"]["state"][0])
