@@ -5,7 +5,6 @@ may change the batch size between epochs and every schedule still lands where it
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -15,13 +14,14 @@ import torch
 
 from trickbag import checkpoint as ckpt
 from trickbag import rundir
-from trickbag.context import Batch, TrainState
-from trickbag.device import autocast_dtype, epoch_seed
+from trickbag.context import TrainState
+from trickbag.device import autocast_dtype
 from trickbag.errors import PluginError, UserError
 from trickbag.evaluate import evaluate
 from trickbag.plugins import Catalog, culprit
 from trickbag.recipe import Recipe
 from trickbag.setup import Run, prepare_run
+from trickbag.step import begin_epoch, epoch_batches, live, make_train_step, set_momentum
 
 
 class Diverged(UserError):
@@ -77,78 +77,39 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
 
     hook.trickbag_fit_start(context=run.context)
     precision = autocast_dtype(training.precision)
-    amp = (lambda: torch.autocast(run.device.type, dtype=precision)) if precision else contextlib.nullcontext
-    model, optimizer, scaler = run.model, run.optimizer, run.scaler
-    # per-step hooks nobody implements are skipped outright: a call costs ~1 us, a step of a
-    # small MLP ~200 us, and the engine must stay within 5% of a hand-written loop
-    transform_batch, after_backward = _live(hook.trickbag_transform_batch), _live(hook.trickbag_after_backward)
-    after_step, step_end = _live(hook.trickbag_after_step), _live(hook.trickbag_step_end)
-    lr_of, momentum_of, group_scales = run.lr_schedule, run.momentum_schedule, run.group_scales
-    world, rank = run.world_size, run.rank
-    num_classes = run.train.info.num_classes
-    model.train()
+    step_end = live(hook.trickbag_step_end)
+    train_step = make_train_step(run)
+    lr_of, momentum_of, group_scales, optimizer = run.lr_schedule, run.momentum_schedule, run.group_scales, run.optimizer
+    run.model.train()
 
     for epoch in range(start_epoch, math.ceil(training.epochs)):
-        # -- epoch setup: batch size (a trick may grow it), per-epoch seeds for exact resume
+        # -- epoch setup: per-epoch seeds (exact resume), batch size (a trick may grow it)
         t0 = time.perf_counter()
-        seed = epoch_seed(training.seed, epoch)
-        torch.manual_seed(seed)
-        state.generator.manual_seed(seed)
-        batch_size = hook.trickbag_batch_size(epoch=epoch, batch_size=training.batch_size, context=run.context) or training.batch_size
-        steps = run.train.num_batches(batch_size * world)
-        state.epoch, state.batch_size, state.steps_per_epoch = epoch, batch_size, steps
+        steps = begin_epoch(run, state, epoch)
+        samples_per_step = state.batch_size * run.world_size
         hook.trickbag_epoch_start(state=state)
-        losses: list[torch.Tensor] = []  # summed once per epoch: no device sync, no per-step add
+        losses: list[torch.Tensor] = []  # averaged once per epoch: no device sync per step
 
-        for step, (inputs, targets) in enumerate(run.train.batches(batch_size * world, epoch, training.seed)):
+        for step, (inputs, targets) in enumerate(epoch_batches(run, state)):
             progress = epoch + step / steps
             if progress >= training.epochs:  # fractional last epoch
                 break
-            if world > 1:  # every rank drew the same global batch; keep this rank's slice
-                inputs, targets = inputs[rank * batch_size:(rank + 1) * batch_size], targets[rank * batch_size:(rank + 1) * batch_size]
 
             # -- schedules: LR (times each group's lr_scale) and momentum at this progress
             lr = lr_of(progress)
             for group, scale in group_scales:
                 group["lr"] = lr * scale
             if momentum_of is not None:
-                state.momentum = _set_momentum(optimizer, momentum_of(progress))
+                state.momentum = set_momentum(optimizer, momentum_of(progress))
             state.lr, state.progress, state.step_in_epoch = lr, progress, step
 
-            # -- batch transforms on the device (mixup, cutmix...)
-            batch = Batch(inputs, targets, num_classes)
-            if transform_batch:
-                transform_batch(batch=batch, state=state)
+            # -- the step: batch transforms, forward + loss, backward, optimizer step (step.py)
+            state.loss = train_step(inputs, targets, state)
 
-            # -- forward and loss under the precision context
-            with amp():
-                outputs = model(batch.inputs)
-                loss = hook.trickbag_loss(outputs=outputs, batch=batch, model=model, state=state)
-
-            # -- backward, clipping, gradient hooks, optimizer step
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)  # hooks and clipping see true gradients
-            else:
-                loss.backward()
-            if training.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), training.grad_clip)
-            if after_backward:
-                after_backward(model=model, state=state)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if after_step:
-                after_step(model=model, optimizer=optimizer, state=state)
-
-            # -- bookkeeping stays on the device: no sync per step
-            state.loss = loss.detach()
+            # -- bookkeeping stays on the device
             losses.append(state.loss)
             state.global_step += 1
-            state.samples_seen += batch_size * world
+            state.samples_seen += samples_per_step
             if step_end:
                 step_end(state=state)
 
@@ -157,14 +118,14 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
         if losses and not math.isfinite(train_loss):
             where = f" (last good checkpoint kept in {out})" if writer else ""
             raise Diverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}{where}")
-        metrics = evaluate(model, run.val, training.eval_batch_size, precision, run.device)
+        metrics = evaluate(run.model, run.val, training.eval_batch_size, precision, run.device)
         hook.trickbag_eval_end(state=state, metrics=metrics)
         seconds = time.perf_counter() - t0
         elapsed += seconds
         best = max(best, metrics["val_acc"])
         row = {
             "epoch": epoch + 1, "progress": round(min(epoch + 1, training.epochs), 6), "train_loss": train_loss,
-            **metrics, "lr": state.lr, "momentum": state.momentum, "batch_size": batch_size, "steps": state.global_step,
+            **metrics, "lr": state.lr, "momentum": state.momentum, "batch_size": state.batch_size, "steps": state.global_step,
             "seconds": round(seconds, 4),
         }
         state.metrics = row
@@ -180,20 +141,6 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
     summary = {"best_val_acc": best, "final_val_acc": history[-1]["val_acc"] if history else None, "seconds": elapsed, "epochs": len(history), "history": history}
     hook.trickbag_fit_end(state=state, summary=summary)
     return summary
-
-
-def _live(caller):
-    """The hook caller, or None when no plugin implements the hook."""
-    return caller if caller.get_hookimpls() else None
-
-
-def _set_momentum(optimizer: torch.optim.Optimizer, value: float) -> float:
-    for group in optimizer.param_groups:
-        if "betas" in group:
-            group["betas"] = (value, group["betas"][1])
-        else:
-            group["momentum"] = value
-    return value
 
 
 def _snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float) -> dict[str, Any]:
