@@ -112,6 +112,63 @@ def run(
                   f"{summary['seconds']:.1f}s training, run folder {target}")
 
 
+@app.command("lr-find")
+@guarded
+def lr_find_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or the name of a bundled recipe.")],
+    # --start-lr / --end-lr: under torchrun, whose own parser mistakes --start for --start-method
+    start: Annotated[float, typer.Option("--start", "--start-lr", help="First LR of the sweep.")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", "--end-lr", help="Last LR of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Training steps, one LR each.")] = 100,
+    mode: Annotated[str, typer.Option(help="exp (log-spaced LRs) or linear.")] = "exp",
+    diverge: Annotated[float, typer.Option(help="Stop when the smoothed loss exceeds this many times its best.")] = 4.0,
+    smooth: Annotated[float, typer.Option(help="EMA factor of the smoothed loss (bias-corrected).")] = 0.98,
+    set_: SetOption = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for lr_find.csv/.json/.png (default runs/<recipe>-lr-find-<time>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suggestions as JSON.")] = False,
+    apply: Annotated[bool, typer.Option("--apply", help="Write <recipe>.tuned.toml with the recommended LR filled in.")] = False,
+) -> None:
+    """LR range test: sweep the LR over the recipe's real training step, suggest LR bounds, restore everything."""
+    from trickbag.lr_finder import check_settings, sweep
+    from trickbag.lr_outputs import apply_bounds, write_outputs
+    from trickbag.lr_report import LiveSweep, print_suggestions
+    from trickbag.recipe import load_recipe
+    from trickbag.rundir import default_out_dir
+    from trickbag.setup import prepare_run
+
+    check_settings(start, end, steps, mode, diverge, smooth)
+    path = resolve_recipe(recipe)
+    loaded = load_recipe(path, set_)
+    target = out_dir or default_out_dir(f"{path.stem}-lr-find")
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if rank0:
+        err.print(plugins_header(loaded))
+    run_ = prepare_run(loaded, target)
+    live = LiveSweep(err, steps) if rank0 and not as_json else None
+    try:
+        result = sweep(run_, start, end, steps, mode, diverge, smooth, on_step=live.update if live else None)
+    except KeyboardInterrupt:
+        err.print("interrupted: model, optimizer and RNG restored; nothing written")
+        raise typer.Exit(130) from None
+    finally:
+        if live:
+            live.close()
+    if not rank0:
+        return
+    write_outputs(result, target, loaded.to_dict())
+    s = result.suggestions
+    tuned = apply_bounds(path, s.recommended, s.base_lr, set_) if apply and s.recommended else None
+    if as_json:
+        sys.stdout.write(json.dumps({**result.to_dict(), "out": str(target), "tuned_recipe": str(tuned) if tuned else None}, indent=2) + "\n")
+        return
+    print_suggestions(out, result)
+    out.print(f"files: {target}/lr_find.csv, lr_find.json, lr_find.png")
+    if apply and tuned is None:
+        out.print("--apply: no recommendation on this curve, nothing written")
+    elif tuned:
+        out.print(f"tuned recipe: {tuned}")
+
+
 @app.command()
 @guarded
 def check(

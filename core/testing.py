@@ -8,6 +8,9 @@ thread (torch's intra-op pool only adds wake-up latency there, milliseconds per 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -33,3 +36,18 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int = 2) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node N -m trickbag ARGS`` on CPU ranks (gloo).
+
+    On a loaded 2-core machine a gloo rank occasionally dies of a signal while connecting: that
+    (and only that) is retried once, so a real failure still fails.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "trickbag", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for attempt in range(tries):
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+        if proc.returncode == 0 or "Signal" not in proc.stderr:
+            return proc
+    return proc

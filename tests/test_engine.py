@@ -3,9 +3,7 @@ devices, DDP under torchrun, and the bundled recipes."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
 from trickbag.loop import fit
 from trickbag.recipe import build_recipe, load_recipe
+from trickbag.testing import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {
@@ -124,12 +123,7 @@ def test_ddp_under_torchrun_matches_one_process_with_the_global_batch(tmp_path):
     )
     (tmp_path / "ddp.toml").write_text(text.replace("{bs}", "50"))
     (tmp_path / "one.toml").write_text(text.replace("{bs}", "100"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "trickbag",
-         "run", str(tmp_path / "ddp.toml"), "--out", str(tmp_path / "ddp"), "-q"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    proc = torchrun(["run", str(tmp_path / "ddp.toml"), "--out", str(tmp_path / "ddp"), "-q"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     fit(load_recipe(tmp_path / "one.toml"), tmp_path / "one")
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")

@@ -1,0 +1,638 @@
+"""Which LR should the LR finder recommend? Validated by training, not by taste.
+
+Protocol
+--------
+For each workload (a small recipe trained with ``tricks.one_cycle`` and ``optimizer.lr`` as the
+cycle's max LR, 2-3 epochs, an explicit holdout split):
+
+1. **Grid.** Train at every max LR of a log-spaced grid (``--grid`` points, default 13, spanning
+   where training fails on both sides) with ``--seeds`` training seeds (``training.seed`` 0, 1, ...:
+   a different init and data order each). The grid's score at an LR is the mean final
+   ``val_acc`` over those seeds; the grid's best is its highest mean.
+2. **Finder.** For each of ``--finder-seeds`` seeds ``k`` run the range test on the same recipe
+   with ``training.seed = 100 + k`` (another init and batch order than any grid run):
+   ``lr_find(recipe, None, start=1e-7, end=10, steps=100)``. The optimizer is left as the recipe
+   has it; the finder sweeps the LR itself. Every curve (lrs, raw losses, smoothed losses) is saved.
+3. **Candidates.** From each saved curve: every rule of ``trickbag.lr_suggest`` (fastai valley /
+   slide / minimum / steep, Lightning, torch-lr-finder, the CLR bounds), every named recommender
+   in ``RECOMMENDERS`` plus ``auto`` (``suggest(..., recommend=name)``), and a few candidates
+   defined only in this benchmark (kind ``bench``), to find out what actually works.
+4. **Score.** A candidate's accuracy at its suggestion: *trained* (mean over the same ``--seeds``
+   training seeds as the grid) for the candidates in ``--train`` (default ``auto`` and
+   ``valley``); for every other candidate, the grid's mean-accuracy curve interpolated linearly in
+   log LR (clamped at the grid's ends; the tables say which). Its *gap* is the grid's best minus that
+   accuracy, in accuracy points (positive = worse than the best grid point).
+5. **Report.** Per workload and candidate: median suggestion over finder seeds, spread
+   (max / min over finder seeds), gap (worst over finder seeds, and mean). Summary: per candidate
+   the worst gap over all workloads and the worst spread. Goals (issue): ``auto`` within 0.5
+   points of the grid's best on every workload, and spread <= 2x.
+
+Results go to ``--out`` (JSON: every training run, every finder curve, every score) and a markdown
+summary next to it (same name, ``.md``). ``--from-json`` re-scores a saved file with the current
+``lr_suggest`` (suggestions recomputed from the saved curves) without training: trained accuracy is
+reused where a suggestion is unchanged, otherwise the grid is interpolated.
+
+Noise: the grid's best is a maximum of noisy means, so it is biased upwards by about the seed-to-seed
+noise (reported per workload as ``sd``); digits holds out 297 samples, so one sample is 0.34 points.
+
+Run:
+    python benchmarks/lr_suggestion.py                  # full run, ~30-60 min on 2 cores
+    python benchmarks/lr_suggestion.py --quick          # smoke test, < 1 min
+    python benchmarks/lr_suggestion.py --from-json benchmarks/results/lr_suggestion.json
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+import trickbag.lr_suggest as lr_suggest
+from trickbag.errors import UserError
+from trickbag.loop import fit
+from trickbag.lr_finder import lr_find
+from trickbag.recipe import build_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "lr_suggestion.json"
+QUICK_OUT = ROOT / "benchmarks" / "results" / "lr_suggestion_quick.json"
+FINDER = dict(start=1e-7, end=10.0, steps=100)
+GOAL_GAP = 0.5  # accuracy points
+GOAL_SPREAD = 2.0  # max / min over finder seeds
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    about: str
+    recipe: dict[str, Any]  # without optimizer.lr and training.seed
+    grid: tuple[float, float]  # max-LR grid: lowest and highest point
+
+    def make(self, lr: float, seed: int, epochs: float | None = None) -> Any:
+        raw = json.loads(json.dumps(self.recipe))
+        raw["optimizer"]["lr"] = float(lr)
+        raw["training"]["seed"] = int(seed)
+        if epochs is not None:
+            raw["training"]["epochs"] = epochs
+        raw["tricks"] = {"one_cycle": {}}  # max_lr defaults to optimizer.lr
+        return build_recipe(raw, where=f"workload {self.name}", name=self.name)
+
+
+def _recipe(data: dict, model: dict, optimizer: dict, epochs: float, batch: int) -> dict[str, Any]:
+    return {
+        "data": {"val": "holdout", "split_seed": 0, "crop_padding": 0, "flip": False, **data},
+        "model": model,
+        "optimizer": optimizer,
+        "training": {"epochs": epochs, "batch_size": batch, "checkpoint": False},
+    }
+
+
+SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
+WORKLOADS: dict[str, Workload] = {w.name: w for w in [
+    Workload(
+        "mlp-digits", "MLP (1x128) on sklearn digits 8x8, SGD nesterov 0.9, batch 32, 3 epochs",
+        _recipe({"name": "digits", "val_size": 297}, {"name": "mlp"}, {**SGD, "nesterov": True}, 3, 32),
+        (1e-4, 3.0),
+    ),
+    Workload(
+        "cnn-sgd", "small BN CNN on mnist5k, SGD momentum 0.9, batch 128, 3 epochs (the issue's example)",
+        _recipe({"name": "mnist5k", "val_size": 1000}, {"name": "small_cnn"}, dict(SGD), 3, 128),
+        (1e-4, 3.0),
+    ),
+    Workload(
+        "cnn-adamw", "small BN CNN on mnist5k, AdamW (wd 0.01), batch 128, 3 epochs",
+        _recipe({"name": "mnist5k", "val_size": 1000}, {"name": "small_cnn"}, {"name": "adamw", "weight_decay": 0.01}, 3, 128),
+        (1e-5, 0.3),
+    ),
+    Workload(
+        "resnet20-digits", "ResNet-20 on sklearn digits 8x8, SGD momentum 0.9, batch 64, 3 epochs",
+        _recipe({"name": "digits", "val_size": 297}, {"name": "resnet20"}, dict(SGD), 3, 64),
+        (1e-4, 3.0),
+    ),
+]}
+
+
+def log_grid(lo: float, hi: float, n: int) -> list[float]:
+    return [float(x) for x in np.geomspace(lo, hi, n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# candidates: trickbag's rules and recommenders, plus benchmark-only ones
+
+
+def _lr(sugg: lr_suggest.Suggestions, name: str) -> float | None:
+    rule = sugg.rules.get(name)
+    return None if rule is None else rule.lr
+
+
+def _mul(x: float | None, f: float) -> float | None:
+    return None if x is None else x * f
+
+
+def _gm(*xs: float | None) -> float | None:
+    if any(x is None for x in xs):
+        return None
+    return float(math.exp(sum(math.log(x) for x in xs) / len(xs)))
+
+
+def _min_centered(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """LR at the minimum of the zero-lag smoothing the CLR bounds use (no lag, unlike fastai's EMA)."""
+    ok = np.isfinite(losses)
+    n = len(losses) if ok.all() else int(np.argmin(ok))
+    if n < 5:
+        return None
+    z = lr_suggest.smooth_centered(losses[:n])
+    return float(lrs[int(np.argmin(z))])
+
+
+# name -> (what it is, function of (lrs, losses, smoothed, suggestions) -> LR or None)
+BenchFn = Callable[[np.ndarray, np.ndarray, np.ndarray, lr_suggest.Suggestions], "float | None"]
+BENCH: dict[str, tuple[str, BenchFn]] = {
+    "b.min_ema": ("LR at the minimum of fastai's lagging EMA (fastai minimum x10)",
+                  lambda l, r, s, g: _mul(_lr(g, "minimum"), 10)),
+    "b.min_ema/3": ("fastai minimum x10 / 3", lambda l, r, s, g: _mul(_lr(g, "minimum"), 10 / 3)),
+    "b.min_zero_lag": ("LR at the minimum of the zero-lag smoothed loss", lambda l, r, s, g: _min_centered(l, r)),
+    "b.min_zero_lag/3": ("zero-lag minimum / 3", lambda l, r, s, g: _mul(_min_centered(l, r), 1 / 3)),
+    "b.min_zero_lag/10": ("zero-lag minimum / 10", lambda l, r, s, g: _mul(_min_centered(l, r), 0.1)),
+    "b.max_lr*2": ("CLR max_lr x 2", lambda l, r, s, g: _mul(g.max_lr, 2)),
+    "b.max_lr*3": ("CLR max_lr x 3", lambda l, r, s, g: _mul(g.max_lr, 3)),
+    "b.gm(max_lr,min_ema)": ("geometric mean of CLR max_lr and the EMA minimum's LR (x10 of auto's minimum)",
+                             lambda l, r, s, g: _gm(g.max_lr, _mul(_lr(g, "minimum"), 10))),
+    "b.gm(max_lr,min_zero_lag)": ("geometric mean of CLR max_lr and the zero-lag minimum's LR",
+                                  lambda l, r, s, g: _gm(g.max_lr, _min_centered(l, r))),
+    "b.gm(base,max_lr)": ("geometric mean of the CLR bounds", lambda l, r, s, g: _gm(g.base_lr, g.max_lr)),
+    "b.gm(valley,min_ema)": ("geometric mean of fastai valley and the EMA minimum's LR",
+                             lambda l, r, s, g: _gm(_lr(g, "valley"), _mul(_lr(g, "minimum"), 10))),
+}
+
+
+def candidate_kinds() -> dict[str, str]:
+    """Every candidate name -> its kind: ``rule`` (a peer's rule or a CLR bound, built into
+    trickbag), ``recommender`` (trickbag's ``RECOMMENDERS``), ``auto`` or ``bench`` (this file only)."""
+    kinds = {"auto": "auto"}
+    probe = lr_suggest.suggest(np.geomspace(1e-5, 1, 40), np.linspace(3, 1, 40))
+    for name in probe.rules:
+        kinds[name] = "rule"
+    for name in lr_suggest.RECOMMENDERS:
+        kinds.setdefault(name, "recommender")  # a recommender named like a rule is that rule
+    for name in BENCH:
+        kinds[name] = "bench"
+    return kinds
+
+
+def candidates(lrs: list[float], losses: list[float], smoothed: list[float]) -> dict[str, float | None]:
+    """Every candidate's suggestion for one finder curve, with the current ``lr_suggest``."""
+    base = lr_suggest.suggest(lrs, losses, smoothed)  # exactly what lr_find computes
+    out: dict[str, float | None] = {"auto": base.recommended}
+    for name, rule in base.rules.items():
+        out[name] = rule.lr
+    for name in lr_suggest.RECOMMENDERS:
+        if name not in out:
+            out[name] = lr_suggest.suggest(lrs, losses, smoothed, recommend=name).recommended
+    l, r, s = (np.asarray(v, dtype=float) for v in (lrs, losses, smoothed))
+    for name, (_, fn) in BENCH.items():
+        try:
+            value = fn(l, r, s, base)
+        except Exception:  # a candidate must never stop the benchmark
+            value = None
+        out[name] = None if value is None or not math.isfinite(value) else float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def train_one(w: Workload, lr: float, seed: int, epochs: float | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        summary = fit(w.make(lr, seed, epochs), None)
+        acc, best, diverged = summary["final_val_acc"], summary["best_val_acc"], False
+    except UserError as exc:  # Diverged: the loss became NaN; score it as chance level
+        if "diverged" not in str(exc).lower():
+            raise
+        acc, best, diverged = 0.1, 0.1, True
+    return {"lr": float(lr), "seed": seed, "final_val_acc": acc, "best_val_acc": best, "diverged": diverged,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def find_one(w: Workload, k: int, steps: int) -> dict[str, Any]:
+    seed = 100 + k
+    mid = math.sqrt(w.grid[0] * w.grid[1])  # the recipe's own LR: the finder overrides it anyway
+    res = lr_find(w.make(mid, seed), None, start=FINDER["start"], end=FINDER["end"], steps=steps)
+    return {"finder_seed": seed, "lrs": res.lrs, "losses": res.losses, "smoothed": res.smoothed,
+            "stopped": res.stopped, "seconds": round(res.seconds, 3), "recommended": res.suggestions.recommended,
+            "reason": res.suggestions.reason}
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+
+def lookup(runs: list[dict], lr: float, seed: int) -> dict | None:
+    for r in runs:
+        if r["seed"] == seed and _same(r["lr"], lr):
+            return r
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def grid_curve(wres: dict) -> tuple[list[float], list[float], list[float]]:
+    """(grid LRs, mean final val_acc, sd over seeds) of one workload."""
+    lrs, means, sds = [], [], []
+    for lr in wres["grid"]:
+        accs = [lookup(wres["runs"], lr, s)["final_val_acc"] for s in wres["train_seeds"] if lookup(wres["runs"], lr, s)]
+        if accs:
+            lrs.append(lr)
+            means.append(statistics.fmean(accs))
+            sds.append(statistics.stdev(accs) if len(accs) > 1 else 0.0)
+    return lrs, means, sds
+
+
+def interp(lrs: list[float], accs: list[float], lr: float) -> tuple[float, bool]:
+    """Mean accuracy at ``lr``, linear in log LR; (value, inside the grid)."""
+    x = np.log(lrs)
+    inside = lrs[0] <= lr <= lrs[-1]
+    return float(np.interp(math.log(lr), x, accs)), inside
+
+
+def window(lrs: list[float], accs: list[float], level: float) -> tuple[float | None, float | None]:
+    """The LR range (interpolated, log-linear) where the grid curve is at or above ``level``."""
+    x, y = np.log(lrs), np.asarray(accs)
+    above = np.flatnonzero(y >= level)
+    if len(above) == 0:
+        return None, None
+    i, j = int(above[0]), int(above[-1])
+
+    def cross(a: int, b: int) -> float:  # where the segment a->b crosses level
+        if y[a] == y[b]:
+            return float(x[b])
+        t = (level - y[a]) / (y[b] - y[a])
+        return float(x[a] + t * (x[b] - x[a]))
+
+    lo = math.exp(cross(i - 1, i)) if i > 0 else lrs[0]
+    hi = math.exp(cross(j + 1, j)) if j < len(lrs) - 1 else lrs[-1]
+    return lo, hi
+
+
+def score_workload(wres: dict, kinds: dict[str, str], train_names: set[str]) -> dict[str, Any]:
+    g_lrs, g_acc, g_sd = grid_curve(wres)
+    ib = int(np.argmax(g_acc))
+    best = g_acc[ib]
+    lo, hi = window(g_lrs, g_acc, best - GOAL_GAP / 100)
+    out: dict[str, Any] = {
+        "grid_best_lr": g_lrs[ib], "grid_best_acc": best, "grid_best_sd": g_sd[ib],
+        "grid_mean_sd": statistics.fmean(g_sd), "window_0.5pt": [lo, hi],
+        "grid": [{"lr": a, "acc": b, "sd": c} for a, b, c in zip(g_lrs, g_acc, g_sd)], "candidates": {},
+    }
+    per_seed = [candidates(f["lrs"], f["losses"], f["smoothed"]) for f in wres["finder"]]
+    for name, kind in kinds.items():
+        values = [c.get(name) for c in per_seed]
+        gaps, gaps_interp, how = [], [], set()
+        for lr in values:
+            if lr is None:
+                gaps.append(math.inf)
+                gaps_interp.append(math.inf)
+                how.add("none")
+                continue
+            acc_i, inside = interp(g_lrs, g_acc, lr)
+            gaps_interp.append(100 * (best - acc_i))
+            trained = [lookup(wres["runs"], lr, s) for s in wres["train_seeds"]]
+            if all(trained):  # trained at this exact LR (for this or another candidate)
+                gaps.append(100 * (best - statistics.fmean(t["final_val_acc"] for t in trained)))
+                how.add("trained")
+            else:
+                gaps.append(100 * (best - acc_i))
+                how.add("interp" if inside else "interp-clamped")
+        answered = [v for v in values if v is not None]
+        spread = (max(answered) / min(answered)) if len(answered) == len(values) and answered else math.inf
+        out["candidates"][name] = {
+            "kind": kind, "lrs": values, "median_lr": statistics.median(answered) if answered else None,
+            "spread": spread, "gaps": gaps, "gaps_interp": gaps_interp,
+            "gap_worst": max(gaps) if gaps else math.inf, "gap_mean": statistics.fmean(gaps) if gaps else math.inf,
+            "scored_by": "+".join(sorted(how)),
+        }
+    return out
+
+
+def summarize(scores: dict[str, dict], kinds: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for name, kind in kinds.items():
+        per = {w: s["candidates"][name] for w, s in scores.items() if name in s["candidates"]}
+        if not per:
+            continue
+        worst_gap = max(c["gap_worst"] for c in per.values())
+        worst_spread = max(c["spread"] for c in per.values())
+        rows.append({
+            "name": name, "kind": kind, "worst_gap": worst_gap, "worst_spread": worst_spread,
+            "mean_gap": statistics.fmean(c["gap_mean"] for c in per.values()),
+            "workloads_within_gap": sum(c["gap_worst"] <= GOAL_GAP for c in per.values()), "workloads": len(per),
+            "meets_gap": worst_gap <= GOAL_GAP, "meets_spread": worst_spread <= GOAL_SPREAD,
+            "per_workload": {w: {"gap_worst": c["gap_worst"], "spread": c["spread"], "median_lr": c["median_lr"],
+                                 "scored_by": c["scored_by"]} for w, c in per.items()},
+        })
+    rows.sort(key=lambda r: (not (r["meets_gap"] and r["meets_spread"]), r["worst_gap"], r["worst_spread"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+KIND_LABEL = {"auto": "trickbag default", "rule": "trickbag rule", "recommender": "trickbag recommender", "bench": "benchmark-only"}
+
+
+def _f(x: float | None, fmt: str = ".3g") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return format(x, fmt)
+
+
+def _auto_name() -> str:
+    return f"auto (= {lr_suggest.AUTO})"
+
+
+def workload_table(name: str, s: dict, about: str) -> Table:
+    lo, hi = s["window_0.5pt"]
+    t = Table(title=(f"{name}: {about}\ngrid best {s['grid_best_acc']:.2%} at max LR {s['grid_best_lr']:.3g} "
+                     f"(sd over seeds {100 * s['grid_best_sd']:.2f} pt); within 0.5 pt: {_f(lo)} .. {_f(hi)}"),
+              title_justify="left")
+    for col in ("candidate", "kind", "scored by", "median LR", "spread", "gap worst", "gap mean", "per finder seed (gap, pt)"):
+        t.add_column(col, justify="left" if col in ("candidate", "kind", "scored by", "per finder seed (gap, pt)") else "right")
+    for cname, c in sorted(s["candidates"].items(), key=lambda kv: (kv[1]["gap_worst"], kv[1]["spread"])):
+        ok = c["gap_worst"] <= GOAL_GAP and c["spread"] <= GOAL_SPREAD
+        label = _auto_name() if cname == "auto" else cname
+        t.add_row(f"[bold green]{label}[/]" if ok else label, KIND_LABEL[c["kind"]], c["scored_by"], _f(c["median_lr"]),
+                  _f(c["spread"], ".2f"), _f(c["gap_worst"], ".2f"), _f(c["gap_mean"], ".2f"),
+                  " ".join(_f(g, ".1f") for g in c["gaps"]))
+    return t
+
+
+def grid_table(name: str, s: dict) -> Table:
+    t = Table(title=f"{name}: grid (mean final val acc over training seeds)", title_justify="left")
+    t.add_column("max LR")
+    for p in s["grid"]:
+        t.add_column(f"{p['lr']:.3g}", justify="right")
+    t.add_row("acc %", *[f"{100 * p['acc']:.1f}" for p in s["grid"]])
+    t.add_row("sd pt", *[f"{100 * p['sd']:.1f}" for p in s["grid"]])
+    return t
+
+
+def summary_table(rows: list[dict], workloads: list[str]) -> Table:
+    t = Table(title=f"Summary: worst over workloads {', '.join(workloads)} (goal: gap <= {GOAL_GAP} pt, spread <= {GOAL_SPREAD:g}x)",
+              title_justify="left")
+    for col in ("candidate", "kind", "worst gap", "mean gap", "worst spread", "within gap", "both goals"):
+        t.add_column(col, justify="left" if col in ("candidate", "kind") else "right")
+    for r in rows:
+        both = r["meets_gap"] and r["meets_spread"]
+        label = _auto_name() if r["name"] == "auto" else r["name"]
+        t.add_row(f"[bold green]{label}[/]" if both else label, KIND_LABEL[r["kind"]], _f(r["worst_gap"], ".2f"),
+                  _f(r["mean_gap"], ".2f"), _f(r["worst_spread"], ".2f"), f"{r['workloads_within_gap']}/{r['workloads']}",
+                  "yes" if both else ("gap only" if r["meets_gap"] else ("spread only" if r["meets_spread"] else "no")))
+    return t
+
+
+def markdown(result: dict) -> str:
+    scores, rows = result["scores"], result["summary"]
+    ws = list(scores)
+    m = result["meta"]
+    lines = [
+        "<!-- written by benchmarks/lr_suggestion.py; do not edit by hand -->",
+        f"LR suggestions scored by training (`{m['command']}`; {m['seeds']} training seeds per grid point, "
+        f"{m['finder_seeds']} finder seeds, {m['grid_points']}-point log grid of one-cycle max LRs; "
+        f"lr_suggest.py sha256 {m['lr_suggest_sha256'][:12]}, AUTO = `{m['auto']}`).",
+        "",
+        "Gap: the grid's best mean val accuracy minus the accuracy at the suggestion, in points (worst over finder "
+        "seeds); spread: max/min suggestion over finder seeds. `trained`: accuracy measured by training at the "
+        "suggested LR; `interp`: the grid's mean-accuracy curve interpolated linearly in log LR.",
+        "",
+        "| workload | grid best max LR | grid best acc | seed sd (pt) | LRs within 0.5 pt |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for w, s in scores.items():
+        lo, hi = s["window_0.5pt"]
+        lines.append(f"| {w} | {s['grid_best_lr']:.3g} | {100 * s['grid_best_acc']:.2f}% | {100 * s['grid_best_sd']:.2f} | {_f(lo)} .. {_f(hi)} |")
+    lines += ["", "| candidate | kind | worst gap (pt) | mean gap (pt) | worst spread | " + " | ".join(f"{w} gap / median LR" for w in ws) + " | both goals |",
+              "|---|---|---:|---:|---:|" + "---:|" * len(ws) + "---|"]
+    for r in rows:
+        both = r["meets_gap"] and r["meets_spread"]
+        label = f"auto (= {m['auto']})" if r["name"] == "auto" else r["name"]
+        cells = []
+        for w in ws:
+            p = r["per_workload"].get(w)
+            cells.append("-" if p is None else f"{_f(p['gap_worst'], '.2f')} / {_f(p['median_lr'])}" + ("" if p["scored_by"] == "trained" else "*"))
+        lines.append(f"| `{label}` | {KIND_LABEL[r['kind']]} | {_f(r['worst_gap'], '.2f')} | {_f(r['mean_gap'], '.2f')} | "
+                     f"{_f(r['worst_spread'], '.2f')} | " + " | ".join(cells) + f" | {'**yes**' if both else 'no'} |")
+    lines += ["", "\\* accuracy interpolated from the grid (not trained at the suggestion).", ""]
+    bench = [f"- `{n}`: {d}" for n, (d, _) in BENCH.items()]
+    lines += ["Benchmark-only candidates (defined in benchmarks/lr_suggestion.py, not in trickbag):", *bench, ""]
+    return "\n".join(lines)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def _unjson(x: Any) -> Any:
+    if x == "inf":
+        return math.inf
+    if isinstance(x, dict):
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    return x
+
+
+def write(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(result), indent=1))
+    tmp.replace(out)
+    if result.get("summary"):
+        out.with_suffix(".md").write_text(markdown(result))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def score_all(result: dict, train_names: set[str]) -> None:
+    kinds = candidate_kinds()
+    result["scores"] = {w: score_workload(r, kinds, train_names) for w, r in result["workloads"].items()
+                        if r["finder"] and r["runs"]}
+    result["summary"] = summarize(result["scores"], kinds)
+    result["meta"]["auto"] = lr_suggest.AUTO
+    result["meta"]["lr_suggest_sha256"] = _sha(Path(lr_suggest.__file__))
+
+
+def show(result: dict, console: Console) -> None:
+    for w, s in result["scores"].items():
+        about = WORKLOADS[w].about if w in WORKLOADS else result["workloads"][w].get("about", "")
+        console.print(grid_table(w, s))
+        console.print(workload_table(w, s, about))
+    console.print(summary_table(result["summary"], list(result["scores"])))
+    console.print("gap: grid best minus accuracy at the suggestion, accuracy points (positive = worse); "
+                  "scored by 'trained' = trained at the suggestion (mean over training seeds), 'interp' = grid "
+                  "curve interpolated linearly in log LR ('-clamped': outside the grid). "
+                  "kind 'benchmark-only' = defined in this file, not in trickbag.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), help="subset (default: all; --quick: mlp-digits)")
+    p.add_argument("--seeds", type=int, default=None, help="training seeds per grid point (default 2; --quick 1)")
+    p.add_argument("--finder-seeds", type=int, default=None, help="LR-finder data-order seeds (default 4; --quick 2)")
+    p.add_argument("--grid", type=int, default=None, help="log-grid points of max LR (default 13; --quick 5)")
+    p.add_argument("--train", default="auto,valley",
+                   help="candidates whose suggestions are trained (comma list; the rest interpolate the grid)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 min): mlp-digits, 1 epoch, 5 grid points")
+    p.add_argument("--out", type=Path, default=None, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)}); markdown next to it")
+    p.add_argument("--from-json", type=Path, nargs="+", default=None,
+                   help="re-score saved result file(s) without training (several: their workloads are merged)")
+    p.add_argument("--resume", action="store_true", help="reuse the training runs and finder curves already in --out")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    args = p.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    torch.set_num_threads(args.threads)
+    train_names = {n.strip() for n in args.train.split(",") if n.strip()}
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+
+    if args.from_json:
+        # several files (e.g. workloads run in parallel processes) are merged, workload by workload
+        result = _unjson(json.loads(args.from_json[0].read_text()))
+        for extra in args.from_json[1:]:
+            more = _unjson(json.loads(extra.read_text()))
+            result["workloads"].update(more["workloads"])
+            result["meta"].setdefault("merged", []).append({k: more["meta"].get(k) for k in ("command", "seconds", "started", "finished")})
+        if len(args.from_json) > 1:
+            result["meta"]["command"] = " + ".join([result["meta"]["command"], *(m["command"] for m in result["meta"]["merged"])])
+            result["meta"]["seconds"] = sum([result["meta"].get("seconds") or 0, *((m["seconds"] or 0) for m in result["meta"]["merged"])])
+        result["meta"]["rescored_with"] = " ".join(["python", "benchmarks/lr_suggestion.py", *(argv or sys.argv[1:])])
+        score_all(result, set(result["meta"].get("train", train_names)))
+        show(result, console)
+        if args.out:
+            write(result, args.out)
+            console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+        return
+
+    names = args.workloads or (["mlp-digits"] if args.quick else list(WORKLOADS))
+    seeds = args.seeds or (1 if args.quick else 2)
+    fseeds = args.finder_seeds or (2 if args.quick else 4)
+    points = args.grid or (5 if args.quick else 13)
+    epochs = 1 if args.quick else None
+    steps = FINDER["steps"]
+    result: dict[str, Any] = {
+        "meta": {
+            "command": " ".join(["python", "benchmarks/lr_suggestion.py", *(argv if argv is not None else sys.argv[1:])]),
+            "seeds": seeds, "finder_seeds": fseeds, "grid_points": points, "quick": args.quick, "finder": FINDER,
+            "train": sorted(train_names), "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "git": _git(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+        "workloads": {},
+    }
+    old: dict = {}
+    if args.resume and out.exists():
+        old = _unjson(json.loads(out.read_text())).get("workloads", {})
+    for n in names:
+        w = WORKLOADS[n]
+        prev = old.get(n, {})
+        result["workloads"][n] = {
+            "about": w.about, "recipe": w.make(w.grid[0], 0, epochs).to_dict(),
+            "grid": log_grid(*w.grid, points), "train_seeds": list(range(seeds)),
+            "finder": [f for f in prev.get("finder", []) if f["finder_seed"] < 100 + fseeds],
+            "runs": list(prev.get("runs", [])),
+        }
+    t_start = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        # totals: finders + grid now, suggestion runs once their LRs are known
+        todo = sum(fseeds + points * seeds for _ in names)
+        task = bar.add_task("lr_suggestion", total=todo)
+        for n in names:
+            w, wres = WORKLOADS[n], result["workloads"][n]
+            done_f = {f["finder_seed"] for f in wres["finder"]}
+            for k in range(fseeds):
+                bar.update(task, description=f"{n}: lr_find seed {100 + k}")
+                if 100 + k not in done_f:
+                    f = find_one(w, k, steps)
+                    wres["finder"].append(f)
+                    bar.console.print(f"{n}: lr_find seed {100 + k}: {f['stopped']} after {len(f['lrs'])} steps, "
+                                      f"auto {_f(f['recommended'])} ({f['seconds']:.1f}s)")
+                bar.advance(task)
+            wres["finder"].sort(key=lambda f: f["finder_seed"])
+            write(result, out)
+            # the suggestions to train at, known now: grow the bar's total
+            extra: list[float] = []
+            for f in wres["finder"]:
+                c = candidates(f["lrs"], f["losses"], f["smoothed"])
+                for name in sorted(train_names):
+                    lr = c.get(name)
+                    if lr is not None and not any(_same(lr, e) for e in extra) and not any(_same(lr, g) for g in wres["grid"]):
+                        extra.append(lr)
+            bar.update(task, total=bar.tasks[task].total + len(extra) * seeds)
+            for origin, lrs in (("grid", wres["grid"]), ("suggestion", extra)):
+                for lr in lrs:
+                    for s in wres["train_seeds"]:
+                        bar.update(task, description=f"{n}: {origin} max LR {lr:.3g} seed {s}")
+                        if lookup(wres["runs"], lr, s) is None:
+                            r = train_one(w, lr, s, epochs)
+                            r["origin"] = origin
+                            wres["runs"].append(r)
+                            bar.console.print(f"{n}: {origin} max LR {lr:.4g} seed {s}: val acc {r['final_val_acc']:.2%}"
+                                              f"{' (diverged)' if r['diverged'] else ''} ({r['seconds']:.1f}s)")
+                        bar.advance(task)
+                    write(result, out)
+            # score what is done so far (partial results survive a kill)
+            result["meta"]["seconds"] = round(time.perf_counter() - t_start, 1)
+            score_all(result, train_names)
+            write(result, out)
+    result["meta"]["seconds"] = round(time.perf_counter() - t_start, 1)
+    result["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    score_all(result, train_names)
+    write(result, out)
+    show(result, console)
+    console.print(f"total {result['meta']['seconds'] / 60:.1f} min; wrote {out} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The LR range test: bit-exact restore (normal end, divergence, Ctrl-C, a raising trick, cancel),
+the real training step with tricks and precision, the CLI outputs, DDP."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trickbag.cli import app
+from trickbag.hookspecs import hookimpl
+from trickbag.lr_finder import lr_at, lr_find, sweep
+from trickbag.recipe import build_recipe
+from trickbag.setup import prepare_run
+from trickbag.step import begin_epoch, epoch_batches, make_train_step
+from trickbag.context import TrainState
+from trickbag.testing import torchrun
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+BASE = {
+    "data": {"name": "digits", "val_size": 297, "crop_padding": 1},
+    "model": {"name": "small_cnn", "width": 8},
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+    "training": {"epochs": 2, "batch_size": 64},
+}
+
+
+def recipe(tricks=None, **over):
+    raw = copy.deepcopy(BASE)
+    for section, values in over.items():
+        raw[section].update(values)
+    raw["tricks"] = tricks or {}
+    return build_recipe(raw)
+
+
+def trained_run(r):
+    """A run that has taken a few real steps, so the optimizer has momentum buffers to protect."""
+    run = prepare_run(r)
+    state = TrainState(epochs=2)
+    state.generator = torch.Generator()
+    begin_epoch(run, state, 0)
+    step = make_train_step(run)
+    for _, (x, y) in zip(range(3), epoch_batches(run, state)):
+        step(x, y, state)
+    torch.manual_seed(1234)  # a known global RNG state to compare against
+    random.seed(5)
+    np.random.seed(6)
+    return run
+
+
+def comparable(value):
+    if isinstance(value, np.random.Generator):
+        return value.bit_generator.state  # its repr holds an address, its state is what matters
+    return copy.deepcopy(value)
+
+
+def everything(run):
+    """Every tensor and value the sweep could change, copied."""
+    opt = run.optimizer
+    return {
+        "model": {k: v.clone() for k, v in run.raw_model.state_dict().items()},
+        "opt_state": {i: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for i, p in enumerate(run.raw_model.parameters())},
+        "groups": [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
+        "group_ids": [id(g) for g in opt.param_groups],
+        "rng": (torch.get_rng_state().clone(), random.getstate(), np.random.get_state()[1].copy()),
+        "training": run.raw_model.training,
+        "tricks": {n: {k: comparable(v) for k, v in vars(o).items()} for n, o in run.tricks.items()},
+    }
+
+
+def assert_identical(before, after):
+    assert before["model"].keys() == after["model"].keys()
+    for key in before["model"]:
+        assert torch.equal(before["model"][key], after["model"][key]), key
+    for i in before["opt_state"]:
+        assert before["opt_state"][i].keys() == after["opt_state"][i].keys()
+        for key, value in before["opt_state"][i].items():
+            assert torch.equal(value, after["opt_state"][i][key]) if torch.is_tensor(value) else value == after["opt_state"][i][key]
+    assert before["groups"] == after["groups"] and before["group_ids"] == after["group_ids"]
+    assert torch.equal(before["rng"][0], after["rng"][0])
+    assert before["rng"][1] == after["rng"][1] and np.array_equal(before["rng"][2], after["rng"][2])
+    assert before["training"] == after["training"]
+    for name in before["tricks"]:
+        assert before["tricks"][name] == after["tricks"][name]
+
+
+def test_restored_bit_for_bit_after_a_normal_end():
+    run = trained_run(recipe({"mixup": {"alpha": 0.4}}))
+    before = everything(run)
+    result = sweep(run, start=1e-5, end=1e-2, steps=40)
+    assert result.stopped == "end" and len(result.lrs) == 40  # 40 steps cross an epoch boundary (23 per epoch)
+    assert_identical(before, everything(run))
+
+
+def test_restored_after_divergence():
+    run = trained_run(recipe())
+    before = everything(run)
+    result = sweep(run, start=1e-3, end=1e4, steps=100)
+    assert result.stopped == "diverged" and len(result.lrs) < 100
+    assert_identical(before, everything(run))
+
+
+def test_restored_after_ctrl_c():
+    run = trained_run(recipe())
+    before = everything(run)
+
+    def interrupt(i, lr, loss, smoothed):
+        if i == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(run, steps=50, on_step=interrupt)
+    assert_identical(before, everything(run))
+
+
+def test_restored_after_a_trick_raises():
+    class Breaks:
+        @hookimpl
+        def trickbag_after_step(self, model, optimizer, state):
+            if state.lr > 1e-4:
+                raise RuntimeError("boom")
+
+    r = recipe()
+    run = prepare_run(r, observers=[Breaks()])
+    before = everything(run)
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep(run, steps=60)
+    assert_identical(before, everything(run))
+
+
+def test_cancel_keeps_the_partial_curve_and_restores():
+    run = trained_run(recipe())
+    before = everything(run)
+    calls = []
+    result = sweep(run, steps=50, should_stop=lambda: len(calls) >= 12, on_step=lambda *a: calls.append(a))
+    assert result.stopped == "cancelled" and len(result.lrs) == 12
+    assert_identical(before, everything(run))
+
+
+def test_sweep_uses_the_real_step_with_tricks_and_precision():
+    seen = []
+
+    class Look:
+        @hookimpl(wrapper=True)
+        def trickbag_loss(self, outputs, batch, model, state):
+            seen.append((outputs.dtype, batch.is_soft, state.lr))
+            return (yield)
+
+    r = recipe({"mixup": {"alpha": 0.4}, "label_smoothing": {}}, training={"precision": "bf16"})
+    run = prepare_run(r, observers=[Look()])
+    result = sweep(run, start=1e-4, end=1.0, steps=20)
+    assert [lr for _, _, lr in seen] == pytest.approx(result.lrs)
+    assert all(dtype == torch.bfloat16 and soft for dtype, soft, _ in seen)
+    assert result.lrs == pytest.approx([lr_at(i, 1e-4, 1.0, 20, "exp") for i in range(20)])
+    assert result.lrs[0] == pytest.approx(1e-4) and result.lrs[-1] == pytest.approx(1.0)
+
+
+def test_works_with_the_batch_size_schedule():
+    r = recipe({"batch_size_schedule": {"milestones": [1], "factor": 2}})
+    result = lr_find(r, None, start=1e-4, end=1e-1, steps=30)
+    assert len(result.lrs) == 30
+
+
+def test_linear_mode_and_smoothing_is_bias_corrected():
+    run = trained_run(recipe())
+    result = sweep(run, start=1e-4, end=1e-2, steps=10, mode="linear", beta=0.9)
+    assert np.allclose(np.diff(result.lrs), (1e-2 - 1e-4) / 9)
+    avg = 0.0
+    for i, loss in enumerate(result.losses):
+        avg = 0.9 * avg + 0.1 * loss
+        assert result.smoothed[i] == pytest.approx(avg / (1 - 0.9 ** (i + 1)))
+    assert result.smoothed[0] == pytest.approx(result.losses[0])  # no drag towards zero at the start
+
+
+runner = CliRunner()
+QUICK = ["--set", "data.name=digits", "--set", "data.val_size=297", "--set", "model.name=small_cnn", "--set", "model.width=8"]
+
+
+def test_cli_writes_csv_json_png_and_applies_without_touching_the_original(tmp_path):
+    src = tmp_path / "my.toml"
+    src.write_text("# my recipe\n[optimizer]\nname = \"sgd\"\nlr = 0.01  # keep this comment\n\n[tricks.one_cycle]\n")
+    original = src.read_text()
+    out = tmp_path / "lr"
+    result = runner.invoke(app, ["lr-find", str(src), *QUICK, "--steps", "60", "--out", str(out), "--apply"])
+    assert result.exit_code == 0, result.output
+    with open(out / "lr_find.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "lr", "loss", "smoothed_loss"] and 10 <= len(rows) <= 60
+    data = json.loads((out / "lr_find.json").read_text())
+    assert {"rules", "base_lr", "max_lr", "recommended", "reason", "recipe", "settings"} <= set(data)
+    assert data["recipe"]["data"]["name"] == "digits"
+    assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    assert src.read_text() == original
+    tuned = tmp_path / "my.tuned.toml"
+    text = tuned.read_text()
+    assert "# keep this comment" in text and "# my recipe" in text
+    import tomllib
+
+    parsed = tomllib.loads(text)
+    assert parsed["optimizer"]["lr"] == pytest.approx(data["recommended"], rel=1e-3)
+    assert parsed["tricks"]["one_cycle"]["max_lr"] == pytest.approx(data["recommended"], rel=1e-3)
+    assert parsed["data"]["name"] == "digits"  # the --set overrides travel with it
+    again = runner.invoke(app, ["lr-find", str(src), *QUICK, "--steps", "30", "--out", str(tmp_path / "lr2"), "--apply"])
+    assert again.exit_code == 0 and (tmp_path / "my.tuned-2.toml").exists()  # never over an existing file
+
+
+def test_cli_json_output():
+    result = runner.invoke(app, ["lr-find", "quickstart", *QUICK, "--steps", "30", "--json", "--out", "/tmp/trickbag-lr-json-test"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["steps"] <= 30 and "valley" in data["rules"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--start", "0"], "--start"), (["--start", "1", "--end", "0.1"], "--end"), (["--steps", "2"], "--steps"),
+    (["--mode", "cubic"], "--mode"), (["--diverge", "1"], "--diverge"),
+])
+def test_cli_bad_settings(args, needle):
+    result = runner.invoke(app, ["lr-find", "quickstart", *args])
+    assert result.exit_code == 2 and needle in result.stderr and "Traceback" not in result.output
+
+
+def test_ddp_ranks_stop_together_and_only_rank0_writes(tmp_path):
+    recipe_file = tmp_path / "r.toml"
+    recipe_file.write_text('[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\n[training]\nbatch_size = 32\nthreads = 1\n')
+    proc = torchrun(["lr-find", str(recipe_file), "--steps", "200", "--start-lr", "1e-3", "--end-lr", "1e4", "--out", str(tmp_path / "out"), "--json"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    assert data["stopped"] == "diverged" and data["steps"] < 200
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lr_find.csv", "lr_find.json", "lr_find.png"]
