@@ -130,7 +130,7 @@ def lr_find_command(
 ) -> None:
     """LR range test: sweep the LR over the recipe's real training step, suggest LR bounds, restore everything."""
     from trickbag.lr_finder import check_settings, sweep
-    from trickbag.lr_outputs import apply_bounds, write_outputs
+    from trickbag.lr_outputs import apply_bounds, tuned_path, write_outputs
     from trickbag.lr_report import LiveSweep, print_suggestions
     from trickbag.recipe import load_recipe
     from trickbag.rundir import default_out_dir
@@ -157,7 +157,9 @@ def lr_find_command(
         return
     write_outputs(result, target, loaded.to_dict())
     s = result.suggestions
-    tuned = apply_bounds(path, s.recommended, s.base_lr, set_) if apply and s.recommended else None
+    # a bundled recipe lives inside the package: its tuned copy goes to the current folder instead
+    where = tuned_path(Path.cwd() / path.name) if not Path(recipe).exists() else None
+    tuned = apply_bounds(path, s.recommended, s.base_lr, set_, where) if apply and s.recommended else None
     if as_json:
         sys.stdout.write(json.dumps({**result.to_dict(), "out": str(target), "tuned_recipe": str(tuned) if tuned else None}, indent=2) + "\n")
         return
@@ -167,6 +169,35 @@ def lr_find_command(
         out.print("--apply: no recommendation on this curve, nothing written")
     elif tuned:
         out.print(f"tuned recipe: {tuned}")
+
+
+@app.command()
+@guarded
+def momentum(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or the name of a bundled recipe.")],
+    set_: SetOption = None,
+) -> None:
+    """Momentum time constants T = -1/ln(beta) in steps and in epochs of this recipe, with warnings."""
+    from trickbag.momentum import momentum_rows, print_momentum
+    from trickbag.recipe import load_recipe
+
+    loaded = load_recipe(resolve_recipe(recipe), set_)
+    print_momentum(out, momentum_rows(loaded))
+
+
+@app.command()
+@guarded
+def tui(
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe file, or the name of a bundled recipe.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """The terminal UI: live LR range test, schedule preview, momentum time constants, training curves."""
+    from trickbag.recipe import load_recipe
+    from trickbag.tui.app import run_app
+
+    path = resolve_recipe(recipe) if recipe else None
+    loaded = load_recipe(path, set_) if path else None  # bad input fails here, before the screen opens
+    run_app(path, loaded, set_ or [])
 
 
 @app.command()
