@@ -1,0 +1,396 @@
+"""The terminal UI, headless: a Pilot drives a real, small, seeded range test on ``digits`` (keys
+move the cursor, bounds land in the saved recipe, Escape restores the model), launches and stops a
+run, resizes; snapshot tests (pytest-textual-snapshot) pin the look of every screen.
+
+Update the snapshots only deliberately: ``pytest tests/test_tui.py --snapshot-update``.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import shutil
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from trickbag.cli import bundled_recipes
+from trickbag.hookspecs import hookimpl
+from trickbag.recipe import load_recipe
+from trickbag.setup import prepare_run
+from trickbag.tui.app import TrickbagApp
+from trickbag.tui.screens.lr_find import LRFindPanel
+from trickbag.tui.screens.main import MainScreen
+from trickbag.tui.screens.picker import bundled
+from trickbag.tui.screens.schedule import SchedulePanel
+from trickbag.tui.screens.train import TrainPanel
+from trickbag.tui.session import SweepSettings
+from trickbag.tui.widgets.lr_curve import LRCurve
+
+# the bundled quickstart on scikit-learn's digits: a real run, a few hundred milliseconds a sweep
+OVERRIDES = ["data.name=digits", "data.val_size=297", "model.name=small_cnn", "model.width=8"]
+SWEEP = SweepSettings(start=1e-4, end=10.0, steps=50)
+
+
+@pytest.fixture
+def recipe_file(tmp_path, monkeypatch) -> Path:
+    """A copy of quickstart.toml in a temporary current folder (tuned copies and runs land there)."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "quickstart.toml"
+    shutil.copy(bundled_recipes()["quickstart"], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared_run():
+    """One prepared run for the module: every sweep restores it bit-for-bit, so apps share it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = prepare_run(load_recipe(bundled_recipes()["quickstart"], OVERRIDES))
+    torch.set_num_threads(threads)
+    return run
+
+
+def make_app(path: Path, run=None, *, overrides=OVERRIDES, sweep=SWEEP, **options) -> TrickbagApp:
+    return TrickbagApp(path, load_recipe(path, overrides), overrides, sweep=sweep, run=run, **options)
+
+
+async def until(pilot, condition, timeout: float = 120.0) -> None:
+    """Let the app work until ``condition()`` holds (workers post messages; handlers update state)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.02)
+
+
+async def swept(pilot) -> LRFindPanel:
+    panel = pilot.app.screen.query_one(LRFindPanel)
+    await pilot.press("r")
+    await until(pilot, lambda: panel.state == "done")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    return panel
+
+
+def state_of(run) -> dict:
+    return {
+        "model": {k: v.clone() for k, v in run.raw_model.state_dict().items()},
+        "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def assert_same(a, b) -> None:
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][key][name]) if torch.is_tensor(value) else value == b["optimizer"]["state"][key][name]
+    assert torch.equal(a["rng"], b["rng"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the flow, driven by keys
+
+
+def test_range_test_cursor_bounds_and_save(recipe_file, monkeypatch):
+    """r runs a live sweep; arrows move the cursor; b and m set the bounds there; s saves them."""
+    original = recipe_file.read_text(encoding="utf-8")
+    steps_seen, bounds_messages = [], []
+    add, bounds_changed = LRCurve.add, MainScreen.on_bounds_changed
+    monkeypatch.setattr(LRCurve, "add", lambda self, lr, loss, smoothed: (steps_seen.append(lr), add(self, lr, loss, smoothed)))
+    monkeypatch.setattr(MainScreen, "on_bounds_changed", lambda self, m: (bounds_messages.append((m.base_lr, m.max_lr)), bounds_changed(self, m)))
+
+    async def flow():
+        app = make_app(recipe_file)  # prepares its own run, in a worker, as `trickbag tui` does
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = await swept(pilot)
+            session, curve = app.session, panel.curve
+            result = session.result
+            assert result.stopped == "end" and len(result.lrs) == 50
+            assert steps_seen == result.lrs  # drawn live, step by step, before the end
+            assert curve.lrs == result.lrs and curve.smoothed == result.smoothed
+            s = result.suggestions
+            assert session.max_lr == s.recommended and curve.lrs[curve.cursor] == pytest.approx(s.recommended, rel=0.2)
+
+            # base_lr: five points left of the recommendation; max_lr: two right of it
+            start = curve.cursor
+            await pilot.press(*["left"] * 5, "b")
+            assert curve.cursor == start - 5 and session.base_lr == result.lrs[start - 5]
+            await pilot.press(*["right"] * 7, "m")
+            assert curve.cursor == start + 2 and session.max_lr == result.lrs[start + 2]
+            base, peak = session.base_lr, session.max_lr
+            # the messages the previews redraw on: the suggestion, then each key
+            assert bounds_messages == [(s.base_lr, s.recommended), (base, s.recommended), (base, peak)]
+            await pilot.press("shift+left", "end", "home")
+            assert curve.cursor == 0
+            await pilot.press("s")
+            await pilot.pause()
+
+            tuned = recipe_file.with_name("quickstart.tuned.toml")
+            assert session.tuned == tuned and tuned.exists()
+            assert recipe_file.read_text(encoding="utf-8") == original  # never over the original
+            saved = tomllib.loads(tuned.read_text(encoding="utf-8"))
+            assert saved["optimizer"]["lr"] == float(f"{peak:.4g}") == pytest.approx(peak, rel=1e-3)
+            assert saved["tricks"]["one_cycle"]["max_lr"] == float(f"{peak:.4g}")
+            assert saved["tricks"]["one_cycle"]["div_factor"] == float(f"{peak / base:.4g}")
+            assert saved["data"]["name"] == "digits"  # the --set overrides are in it
+            assert "# peak LR of the cycle" in tuned.read_text(encoding="utf-8")  # comments kept
+
+            # the schedule preview follows the bounds: starts at base, peaks at max
+            await pilot.press("2")
+            preview = app.screen.query_one(SchedulePanel).preview
+            assert max(preview.lr) == pytest.approx(float(f"{peak:.4g}"), rel=1e-3)
+            assert preview.lr[0] == pytest.approx(base, rel=2e-3)
+            assert len(preview.lr) == preview.steps == 110  # 11 steps an epoch, 10 epochs
+
+            # a second save never overwrites the first
+            await pilot.press("1", "s")
+            assert session.tuned == recipe_file.with_name("quickstart.tuned-2.toml")
+
+    asyncio.run(flow())
+
+
+def test_bounds_must_be_ordered(recipe_file, shared_run):
+    async def flow():
+        app = make_app(recipe_file, shared_run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = await swept(pilot)
+            await pilot.press("end", "b", "s")  # base at the last (largest) LR: above max
+            assert app.session.bounds_problem() and app.session.tuned is None
+            assert not list(recipe_file.parent.glob("*.tuned*.toml"))
+            await pilot.press("home", "b", "s")
+            assert app.session.tuned is not None
+            assert panel.curve.base_lr == panel.curve.lrs[0]
+
+    asyncio.run(flow())
+
+
+def test_escape_cancels_and_restores_the_model(recipe_file, shared_run):
+    """A long sweep, cancelled after its first steps: weights, optimizer state and RNG as before."""
+
+    async def flow():
+        app = make_app(recipe_file, shared_run, sweep=SweepSettings(start=1e-5, end=1e-4, steps=5000))
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.screen.query_one(LRFindPanel)
+            await until(pilot, lambda: panel.ready)
+            before = state_of(shared_run)
+            await pilot.press("r")
+            await until(pilot, lambda: len(panel.curve.lrs) >= 3)  # it really trained some steps
+            await pilot.press("escape")
+            await until(pilot, lambda: panel.state == "done")
+            await app.workers.wait_for_complete()
+            result = app.session.result
+            assert result.stopped == "cancelled" and 3 <= len(result.lrs) < 5000
+            assert app.session.max_lr is None  # a cancelled sweep suggests no bounds
+            assert_same(before, state_of(shared_run))
+            # and a rerun from the form starts from the same weights: the same first losses
+            await pilot.press("f")
+            form = app.screen
+            form.query_one("#steps").value = "8"
+            form.query_one("#end").value = "1e-4"
+            await pilot.press("enter")
+            await until(pilot, lambda: panel.state == "done")
+            await app.workers.wait_for_complete()
+            assert app.session.settings.steps == 8 and len(app.session.result.lrs) == 8
+            assert app.session.result.losses[:2] == result.losses[:2]  # same start LR: same first two steps
+
+    asyncio.run(flow())
+
+
+class Gate:
+    """A training observer that holds the run at the end of its first epoch until released."""
+
+    def __init__(self) -> None:
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    @hookimpl
+    def trickbag_epoch_end(self, state, metrics):
+        if metrics["epoch"] == 1:
+            self.reached.set()
+            assert self.release.wait(60)
+
+
+def test_launch_watch_and_stop(recipe_file, shared_run):
+    """l trains the saved tuned recipe; the plots and progress follow; x stops it; the finished
+    epoch's checkpoint stays in the run folder."""
+    gate = Gate()
+
+    async def flow():
+        app = make_app(recipe_file, shared_run, overrides=[*OVERRIDES, "training.epochs=3"], out_dir=Path("run-a"), observers=[gate])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await swept(pilot)
+            await pilot.press("s", "4")
+            train = app.screen.query_one(TrainPanel)
+            assert "quickstart.tuned.toml" in str(train.query_one("#train-plan").render())
+            await pilot.press("l")
+            await until(pilot, lambda: gate.reached.is_set() and len(train.steps) >= 11)
+            assert train.training and train.query_one("#train-progress").percentage > 0.25
+            assert train.query_one("#train-loss").has_data and train.query_one("#train-lr").has_data
+            await pilot.press("1", "r")  # no range test while training: one at a time
+            assert app.screen.query_one(LRFindPanel).state == "done"
+            await pilot.press("4", "x")
+            assert train.stopping
+            gate.release.set()
+            await until(pilot, lambda: not train.training)
+            await app.workers.wait_for_complete()
+            assert len(train.rows) == 1 and train.query_one("#train-acc").has_data
+            assert "stopped: 1 finished epoch kept in run-a" in str(train.query_one("#train-status").render())
+            saved = torch.load(recipe_file.parent / "run-a" / "checkpoint.pt", weights_only=True)
+            assert saved["epoch"] == 1
+            assert saved["recipe"]["optimizer"]["lr"] == tomllib.loads(recipe_file.with_name("quickstart.tuned.toml").read_text())["optimizer"]["lr"]
+
+    asyncio.run(flow())
+
+
+def test_resize_help_and_tabs(recipe_file, shared_run):
+    async def flow():
+        app = make_app(recipe_file, shared_run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = await swept(pilot)
+            small = panel.curve.size
+            await pilot.resize_terminal(120, 40)
+            await pilot.pause()
+            assert panel.curve.size.width > small.width and panel.curve.size.height > small.height
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause()
+            assert panel.curve.size == small
+            for key, tab in (("2", "schedule"), ("3", "momentum"), ("4", "train"), ("5", "tricks"), ("1", "lr")):
+                await pilot.press(key)
+                assert app.screen.query_one("TabbedContent").active == tab
+            keys = set(app.screen.active_bindings)
+            assert {"left", "b", "m", "s", "r", "question_mark", "q"} <= keys  # the footer's keys
+            await pilot.press("question_mark")
+            assert type(app.screen).__name__ == "HelpScreen"
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(flow())
+
+
+def test_without_a_recipe_pick_a_bundled_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def flow():
+        app = TrickbagApp(None, None, OVERRIDES)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert type(app.screen).__name__ == "RecipePicker"
+            names = list(bundled())
+            await pilot.press(*["down"] * names.index("quickstart"), "enter")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            assert app.session.recipe.name == "quickstart" and app.session.recipe.data.name == "digits"
+            assert app.sub_title == "quickstart.toml"
+            await until(pilot, lambda: app.screen.query_one(LRFindPanel).ready)
+            assert app.session.tuned_target() == tmp_path / "quickstart.tuned.toml"  # a bundled recipe's copy: here
+
+    asyncio.run(flow())
+
+
+# ------------------------------------------------------------------------------------------------
+# snapshots: a deterministic (seeded, single-thread) sweep, nothing timed on screen
+
+
+def snapshot_app(recipe_file, shared_run, **options) -> TrickbagApp:
+    return make_app(recipe_file, shared_run, out_dir=Path("run-snap"), **options)
+
+
+async def after_sweep(pilot, *keys: str) -> None:
+    await swept(pilot)
+    await pilot.press("left", "left", "left", "b", *keys)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_snapshot_lr_find(snap_compare, recipe_file, shared_run):
+    assert snap_compare(snapshot_app(recipe_file, shared_run), run_before=after_sweep)
+
+
+def test_snapshot_lr_find_before_a_sweep(snap_compare, recipe_file, shared_run):
+    async def ready(pilot):
+        panel = pilot.app.screen.query_one(LRFindPanel)
+        await until(pilot, lambda: panel.ready)
+
+    assert snap_compare(snapshot_app(recipe_file, shared_run), run_before=ready)
+
+
+def test_snapshot_schedule(snap_compare, recipe_file, shared_run):
+    assert snap_compare(snapshot_app(recipe_file, shared_run), run_before=lambda pilot: after_sweep(pilot, "2"))
+
+
+def test_snapshot_schedule_batch_size_milestones(snap_compare, recipe_file, shared_run):
+    overrides = [*OVERRIDES, "tricks.batch_size_schedule.milestones=[4, 7]", "tricks.batch_size_schedule.factor=2"]
+    app = make_app(recipe_file, shared_run, overrides=overrides)
+
+    async def tab(pilot):
+        await until(pilot, lambda: pilot.app.screen.query_one(SchedulePanel).preview is not None)
+        await pilot.press("2")
+
+    assert snap_compare(app, run_before=tab)
+
+
+def test_snapshot_momentum(snap_compare, recipe_file, shared_run):
+    assert snap_compare(snapshot_app(recipe_file, shared_run), run_before=lambda pilot: after_sweep(pilot, "3"))
+
+
+def test_snapshot_train(snap_compare, recipe_file, shared_run):
+    app = make_app(recipe_file, shared_run, overrides=[*OVERRIDES, "training.epochs=2"], out_dir=Path("run-snap"))
+
+    async def trained(pilot):
+        await after_sweep(pilot, "s", "4", "l")
+        train = pilot.app.screen.query_one(TrainPanel)
+        await until(pilot, lambda: train.last != "")
+        await pilot.app.workers.wait_for_complete()
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=trained)
+
+
+def test_snapshot_tricks(snap_compare, recipe_file, shared_run):
+    assert snap_compare(snapshot_app(recipe_file, shared_run), press=["5", "down", "down", "down", "down"])
+
+
+def test_snapshot_help(snap_compare, recipe_file, shared_run):
+    assert snap_compare(snapshot_app(recipe_file, shared_run), press=["question_mark"])
+
+
+def test_snapshot_sweep_form(snap_compare, recipe_file, shared_run):
+    async def form(pilot):
+        await pilot.press("f")
+        for field in pilot.app.screen.query("Input"):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(snapshot_app(recipe_file, shared_run), run_before=form)
+
+
+def test_snapshot_recipe_picker(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert snap_compare(TrickbagApp(None, None, OVERRIDES))
+
+
+def test_a_recipe_whose_data_is_missing_says_so(recipe_file):
+    """The run cannot be prepared (CIFAR-10 files absent): one line on each tab, no crash."""
+
+    async def flow():
+        app = make_app(recipe_file, overrides=["data.name=cifar10", f"data.root={recipe_file.parent / 'nowhere'}"])
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.screen.query_one(LRFindPanel)
+            await until(pilot, lambda: panel.error is not None)
+            assert "error:" in str(panel.query_one("#lr-status").render())
+            await pilot.press("r")
+            await until(pilot, lambda: panel.state == "idle" and not app.session.sweeping)
+            await app.workers.wait_for_complete()
+            assert app.session.result is None
+            await pilot.press("2")
+            assert "does not exist" in str(app.screen.query_one("#schedule-info").render())
+
+    asyncio.run(flow())
