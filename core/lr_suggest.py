@@ -381,7 +381,21 @@ def _auto(rules: dict[str, Suggestion]) -> tuple[float | None, str]:
     return lr, why
 
 
-RULE_NAMES = ("valley", "slide", "minimum", "steep", "lightning", "torch_lr_finder", "bounds.base_lr", "bounds.max_lr")
+def _auto_zero_lag(rules: dict[str, Suggestion]) -> tuple[float | None, str]:
+    """The default, chosen by training (benchmarks/lr_suggestion.py, docs/lr-finder.md): the
+    geometric mean of the CLR ``max_lr`` (90% of the fall done) and the LR at the minimum of the
+    zero-lag smoothed loss. Both come from the same centred curve, so neither carries the EMA's
+    lag; ``max_lr`` never passes that minimum, so the answer lies between the two. Nothing when
+    there are no bounds (no clear fall: no trustworthy LR)."""
+    mx, low = rules.get("bounds.max_lr"), rules.get("zero_lag_minimum")
+    if mx is None or mx.lr is None:
+        return None, f"no recommendation: {mx.note if mx is not None else 'no bounds'}"
+    if low is None or low.lr is None:
+        return mx.lr, f"CLR max_lr {mx.lr:.3g} (no zero-lag minimum)"
+    return math.sqrt(mx.lr * low.lr), f"geometric mean of CLR max_lr {mx.lr:.3g} and the zero-lag minimum's LR {low.lr:.3g}"
+
+
+RULE_NAMES = ("valley", "slide", "minimum", "steep", "lightning", "torch_lr_finder", "bounds.base_lr", "bounds.max_lr", "zero_lag_minimum")
 
 #: recommenders by name: every rule, the CLR max_lr, geometric means, and ``auto``.
 RECOMMENDERS: dict[str, Callable[[dict[str, Suggestion]], tuple[float | None, str]]] = {
@@ -390,10 +404,11 @@ RECOMMENDERS: dict[str, Callable[[dict[str, Suggestion]], tuple[float | None, st
     "gmean_valley_minimum": _gmean("valley", "minimum"),
     "gmean_max_lr_minimum": _gmean("bounds.max_lr", "minimum"),
     "auto_gmean_max_lr_minimum": _auto,
+    "gmean_max_lr_zero_lag_minimum": _auto_zero_lag,
 }
 
 #: what ``recommend="auto"`` means: swap this name to change the default everywhere.
-AUTO = "auto_gmean_max_lr_minimum"
+AUTO = "gmean_max_lr_zero_lag_minimum"
 
 
 def recommend(rules: dict[str, Suggestion], name: str = "auto") -> tuple[float | None, str]:
@@ -485,11 +500,19 @@ def suggest(
     run("torch_lr_finder", torch_lr_finder_steepest, lr[t_lo:t_hi], ty[t_lo:t_hi], t_lo,
         lambda v, i: "torch-lr-finder: steepest per-step fall of its EMA loss, smooth_f 0.05 (skips 10 at the start, 5 at the end)")
 
-    base, mx, _ = clr_bounds(lr, raw)
+    base, mx, z = clr_bounds(lr, raw)
     if cut and base.lr is None:
         base = Suggestion(base.name, None, None, base.note + cut)
         mx = Suggestion(mx.name, None, None, mx.note + cut)
     rules[base.name], rules[mx.name] = base, mx
+    if n >= 5:
+        i_min = int(np.argmin(z))
+        rules["zero_lag_minimum"] = Suggestion(
+            "zero_lag_minimum", float(lr[i_min]), i_min,
+            f"LR at the lowest point ({z[i_min]:.3g}) of the zero-lag (centred) smoothed loss",
+        )
+    else:
+        rules["zero_lag_minimum"] = Suggestion("zero_lag_minimum", None, None, f"needs at least 5 points, has {n}")
 
     value, reason = _recommend(rules, recommend)
     return Suggestions(rules=rules, base_lr=base.lr, max_lr=mx.lr, recommended=value, reason=reason)

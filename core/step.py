@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from trickbag.context import Batch, TrainState
-from trickbag.device import autocast_dtype, epoch_seed
+from trickbag.device import autocast_dtype, epoch_seed, reseed_global
 from trickbag.setup import Run
 
 Step = Callable[[torch.Tensor, torch.Tensor, TrainState], torch.Tensor]
@@ -23,7 +23,7 @@ def begin_epoch(run: Run, state: TrainState, epoch: int) -> int:
     """Reseed from (seed, epoch), ask tricks for the batch size; returns the steps in the epoch."""
     training = run.recipe.training
     seed = epoch_seed(training.seed, epoch)
-    torch.manual_seed(seed)  # per-epoch seeds: a resumed run replays exactly
+    reseed_global(seed, run.device)  # per-epoch seeds: a resumed run replays exactly
     state.generator.manual_seed(seed)
     batch_size = run.pm.hook.trickbag_batch_size(epoch=epoch, batch_size=training.batch_size, context=run.context) or training.batch_size
     state.epoch, state.batch_size = epoch, batch_size

@@ -144,7 +144,10 @@ def test_bounds_bracket_the_fall():
     assert s.base_lr < 10 ** C < s.max_lr
     assert s.rules["bounds.base_lr"].lr == s.base_lr == LRS[s.rules["bounds.base_lr"].index]
     assert s.rules["bounds.max_lr"].lr == s.max_lr == LRS[s.rules["bounds.max_lr"].index]
-    assert s.base_lr <= s.recommended <= s.max_lr
+    assert s.max_lr <= s.recommended <= s.rules["zero_lag_minimum"].lr  # the default: between max_lr and the minimum
+    assert s.recommended == pytest.approx(math.sqrt(s.max_lr * s.rules["zero_lag_minimum"].lr))
+    # zero lag: within a couple of grid steps of the true minimum (fastai's EMA is 9 steps late here)
+    assert abs(math.log10(s.rules["zero_lag_minimum"].lr) - math.log10(LRS[i_true_min])) <= 2.5 * STEP
     assert s.reason and "max_lr" in s.reason
 
 
@@ -153,7 +156,7 @@ def test_bounds_on_a_linear_sweep():
     y = 0.3 + 2 / (1 + np.exp((lrs - 0.3) / 0.03)) + 40 * np.clip(lrs - 0.6, 0, None) ** 2
     s = suggest(lrs, y)
     assert 0.2 < s.base_lr < 0.3 < s.max_lr <= lrs[np.argmin(y)]
-    assert s.base_lr <= s.recommended <= s.max_lr
+    assert s.max_lr <= s.recommended <= s.rules["zero_lag_minimum"].lr
 
 
 @pytest.mark.parametrize("level", [0.02, 0.05])
@@ -162,7 +165,7 @@ def test_recommendation_is_stable_under_noise(level):
     recs = []
     for seed in range(10):
         s = suggest(LRS, noisy(seed, level))
-        assert s.base_lr < s.max_lr and s.base_lr <= s.recommended <= s.max_lr
+        assert s.base_lr < s.max_lr and s.max_lr <= s.recommended <= s.rules["zero_lag_minimum"].lr
         assert s.max_lr <= LRS[np.argmin(Y)]
         recs.append(s.recommended)
     assert max(recs) / min(recs) < 2
@@ -443,7 +446,7 @@ def test_curve_that_never_diverges():
     s = suggest(LRS, y)
     check_consistent(s, LRS)
     assert s.base_lr < 10 ** -2 < s.max_lr <= LRS[-1]
-    assert s.base_lr <= s.recommended <= s.max_lr
+    assert s.max_lr <= s.recommended <= s.rules["zero_lag_minimum"].lr <= LRS[-1]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -506,21 +509,36 @@ def test_every_recommender_answers_and_auto_is_swappable():
         suggest(LRS, Y, recommend="no-such-rule")
 
 
-def test_auto_is_gmean_of_max_lr_and_minimum_kept_in_the_bounds():
+def test_auto_is_gmean_of_max_lr_and_the_zero_lag_minimum():
+    rules = {
+        "bounds.max_lr": Suggestion("bounds.max_lr", 1e-2, 2, "m"),
+        "zero_lag_minimum": Suggestion("zero_lag_minimum", 1e-1, 4, "z"),
+    }
+    lr, why = L.recommend(rules)
+    assert lr == pytest.approx(math.sqrt(1e-2 * 1e-1)) and "zero-lag" in why
+    rules["zero_lag_minimum"] = Suggestion("zero_lag_minimum", None, None, "too short")
+    assert L.recommend(rules)[0] == 1e-2  # max_lr alone
+    rules["bounds.max_lr"] = Suggestion("bounds.max_lr", None, None, "no clear fall")
+    lr, why = L.recommend(rules)
+    assert lr is None and "no clear fall" in why
+
+
+def test_previous_default_gmean_of_max_lr_and_minimum_kept_in_the_bounds():
+    recommend = L.RECOMMENDERS["auto_gmean_max_lr_minimum"]
     rules = {
         "bounds.base_lr": Suggestion("bounds.base_lr", 1e-4, 1, "b"),
         "bounds.max_lr": Suggestion("bounds.max_lr", 1e-2, 2, "m"),
         "minimum": Suggestion("minimum", 1e-3, 3, "n"),
     }
-    assert L.recommend(rules)[0] == pytest.approx(math.sqrt(1e-2 * 1e-3))
+    assert recommend(rules)[0] == pytest.approx(math.sqrt(1e-2 * 1e-3))
     rules["minimum"] = Suggestion("minimum", 1.0, 3, "n")
-    assert L.recommend(rules)[0] == 1e-2  # capped at max_lr
+    assert recommend(rules)[0] == 1e-2  # capped at max_lr
     rules["minimum"] = Suggestion("minimum", 1e-8, 3, "n")
-    assert L.recommend(rules)[0] == 1e-4  # raised to base_lr
+    assert recommend(rules)[0] == 1e-4  # raised to base_lr
     rules["minimum"] = Suggestion("minimum", None, None, "too short")
-    assert L.recommend(rules)[0] == 1e-2  # max_lr alone
+    assert recommend(rules)[0] == 1e-2  # max_lr alone
     rules["bounds.max_lr"] = Suggestion("bounds.max_lr", None, None, "no clear fall")
-    lr, why = L.recommend(rules)
+    lr, why = recommend(rules)
     assert lr is None and "no clear fall" in why
 
 
