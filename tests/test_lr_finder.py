@@ -234,3 +234,16 @@ def test_ddp_ranks_stop_together_and_only_rank0_writes(tmp_path):
     data = json.loads(proc.stdout)
     assert data["stopped"] == "diverged" and data["steps"] < 200
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lr_find.csv", "lr_find.json", "lr_find.png"]
+
+
+def test_fp16_sweep_restores_the_grad_scaler():
+    run = trained_run(recipe(training={"precision": "fp16"}))
+    before_scaler = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in run.scaler.state_dict().items()}
+    before = everything(run)
+    result = sweep(run, start=1e-3, end=1e4, steps=60)  # diverges: the scaler backs off on inf grads
+    assert result.stopped == "diverged"
+    assert_identical(before, everything(run))
+    after = run.scaler.state_dict()
+    assert before_scaler.keys() == after.keys()
+    for key, value in before_scaler.items():
+        assert (torch.equal(value, after[key]) if torch.is_tensor(value) else value == after[key]), key
