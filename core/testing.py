@@ -38,16 +38,24 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int = 2) -> subprocess.CompletedProcess[str]:
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int = 2, fresh: "os.PathLike | None" = None) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc-per-node N -m trickbag ARGS`` on CPU ranks (gloo).
 
     On a loaded 2-core machine a gloo rank occasionally dies of a signal while connecting: that
-    (and only that) is retried once, so a real failure still fails.
+    (and only that) is retried once, so a real failure still fails. ``fresh``: a folder the
+    command writes, removed before a retry. Every attempt's stderr is kept in the result.
     """
+    import shutil
+
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "trickbag", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    errors = []
     for attempt in range(tries):
+        if attempt and fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
         proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+        errors.append(proc.stderr)
         if proc.returncode == 0 or "Signal" not in proc.stderr:
-            return proc
+            break
+    proc.stderr = "\n--- next attempt ---\n".join(errors)
     return proc

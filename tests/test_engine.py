@@ -123,7 +123,7 @@ def test_ddp_under_torchrun_matches_one_process_with_the_global_batch(tmp_path):
     )
     (tmp_path / "ddp.toml").write_text(text.replace("{bs}", "50"))
     (tmp_path / "one.toml").write_text(text.replace("{bs}", "100"))
-    proc = torchrun(["run", str(tmp_path / "ddp.toml"), "--out", str(tmp_path / "ddp"), "-q"])
+    proc = torchrun(["run", str(tmp_path / "ddp.toml"), "--out", str(tmp_path / "ddp"), "-q"], fresh=tmp_path / "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fit(load_recipe(tmp_path / "one.toml"), tmp_path / "one")
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")

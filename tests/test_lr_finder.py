@@ -229,7 +229,7 @@ def test_cli_bad_settings(args, needle):
 def test_ddp_ranks_stop_together_and_only_rank0_writes(tmp_path):
     recipe_file = tmp_path / "r.toml"
     recipe_file.write_text('[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\n[training]\nbatch_size = 32\nthreads = 1\n')
-    proc = torchrun(["lr-find", str(recipe_file), "--steps", "200", "--start-lr", "1e-3", "--end-lr", "1e4", "--out", str(tmp_path / "out"), "--json"])
+    proc = torchrun(["lr-find", str(recipe_file), "--steps", "200", "--start-lr", "1e-3", "--end-lr", "1e4", "--out", str(tmp_path / "out"), "--json"], fresh=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert data["stopped"] == "diverged" and data["steps"] < 200
