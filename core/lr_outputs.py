@@ -76,6 +76,20 @@ def tuned_path(recipe_path: Path) -> Path:
     return base
 
 
+def fill_bounds(doc: Any, max_lr: float, base_lr: float | None) -> None:
+    """Put chosen LR bounds into a recipe mapping (a plain dict or a tomlkit document), in place:
+    ``optimizer.lr`` = max, and an enabled one_cycle's ``max_lr`` = max, ``div_factor`` = max/base.
+    Values keep 4 significant digits, as a person would write them."""
+    if "optimizer" not in doc:
+        doc["optimizer"] = tomlkit.table() if isinstance(doc, tomlkit.TOMLDocument) else {}
+    doc["optimizer"]["lr"] = float(f"{max_lr:.4g}")
+    cycle = doc.get("tricks", {}).get("one_cycle")
+    if cycle is not None and cycle.get("enabled", True):
+        cycle["max_lr"] = float(f"{max_lr:.4g}")
+        if base_lr and base_lr < max_lr:
+            cycle["div_factor"] = float(f"{max_lr / base_lr:.4g}")
+
+
 def apply_bounds(
     recipe_path: Path, recommended: float, base_lr: float | None, overrides: list[str] | None = None, target: Path | None = None
 ) -> Path:
@@ -84,14 +98,7 @@ def apply_bounds(
     ``div_factor``). Comments and layout are kept."""
     doc = tomlkit.parse(recipe_path.read_text(encoding="utf-8"))
     apply_overrides(doc, overrides or [])
-    if "optimizer" not in doc:
-        doc["optimizer"] = tomlkit.table()
-    doc["optimizer"]["lr"] = float(f"{recommended:.4g}")
-    tricks = doc.get("tricks", {})
-    if "one_cycle" in tricks and tricks["one_cycle"].get("enabled", True):
-        tricks["one_cycle"]["max_lr"] = float(f"{recommended:.4g}")
-        if base_lr and base_lr < recommended:
-            tricks["one_cycle"]["div_factor"] = float(f"{recommended / base_lr:.4g}")
+    fill_bounds(doc, recommended, base_lr)
     target = target or tuned_path(recipe_path)
     target.write_text(tomlkit.dumps(doc), encoding="utf-8")
     return target

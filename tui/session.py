@@ -55,15 +55,11 @@ def apply_to_dict(raw: dict[str, Any], max_lr: float, base_lr: float | None) -> 
     """A resolved recipe dict with the bounds filled in as :func:`trickbag.lr_outputs.apply_bounds`
     writes them into the file: ``optimizer.lr`` = max, and an enabled one-cycle's ``max_lr`` = max
     and ``div_factor`` = max / base (4 significant digits, as in the saved file)."""
+    from trickbag.lr_outputs import fill_bounds
+
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    out["optimizer"] = {**out.get("optimizer", {}), "lr": float(f"{max_lr:.4g}")}
-    tricks = {k: dict(v) for k, v in out.get("tricks", {}).items()}
-    cycle = tricks.get("one_cycle")
-    if cycle is not None and cycle.get("enabled", True):
-        cycle["max_lr"] = float(f"{max_lr:.4g}")
-        if base_lr and base_lr < max_lr:
-            cycle["div_factor"] = float(f"{max_lr / base_lr:.4g}")
-    out["tricks"] = tricks
+    out["tricks"] = {k: dict(v) for k, v in out.get("tricks", {}).items()}
+    fill_bounds(out, max_lr, base_lr)
     return out
 
 
