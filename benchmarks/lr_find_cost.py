@@ -11,12 +11,12 @@ import time
 
 import torch
 
-from trickbag.cli import resolve_recipe
+from trickbag.services import resolve_recipe
 from trickbag.context import TrainState
-from trickbag.lr_finder import sweep
+from trickbag.lr_range.sweep import sweep
 from trickbag.recipe import load_recipe
-from trickbag.setup import prepare_run
-from trickbag.step import begin_epoch, epoch_batches, make_train_step, set_lr
+from trickbag.engine.assemble import prepare_run
+from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step, set_lr
 
 
 def plain_steps(run, steps: int, lr: float) -> float:

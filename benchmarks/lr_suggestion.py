@@ -17,7 +17,7 @@ had been compared on the first four): ``mlp-digits-adamw``, ``resnet20-digits-ad
    recipe with ``training.seed = 100 + k`` (another init and batch order than any grid run):
    ``lr_find(recipe, None, start=1e-7, end=10, steps=100)``. The optimizer is left as the recipe
    has it; the finder sweeps the LR itself. Every curve (lrs, raw losses, smoothed losses) is saved.
-3. **Candidates.** From each saved curve: every rule of ``trickbag.lr_suggest`` (fastai valley /
+3. **Candidates.** From each saved curve: every rule of ``trickbag.lr_range.suggest`` (fastai valley /
    slide / minimum / steep, Lightning, torch-lr-finder, the CLR bounds; kind "trickbag rule"),
    every named recommender in ``RECOMMENDERS`` ("trickbag recommender") plus ``auto`` ("trickbag
    default", ``suggest(..., recommend=name)``), and candidates defined only in this file (names
@@ -77,10 +77,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from trickbag import lr_suggest
+from trickbag.lr_range import suggest as lr_suggest
 from trickbag.errors import UserError
-from trickbag.loop import fit
-from trickbag.lr_finder import lr_find
+from trickbag.engine.loop import fit
+from trickbag.lr_range.sweep import lr_find
 from trickbag.recipe import build_recipe
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from trickbag.data import load_data
-from trickbag.loop import fit
+from trickbag.engine.loop import fit
 from trickbag.models import build_model
 from trickbag.recipe import build_recipe
 

@@ -5,7 +5,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.cli.app import app
 
 runner = CliRunner()
 QUICK = ["--set", "data.name=digits", "--set", "data.val_size=297", "--set", "model.name=mlp", "--set", "training.epochs=1"]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from trickbag.checkpoint import load_checkpoint
-from trickbag.device import select_device
+from trickbag.runs.checkpoint import load_checkpoint
+from trickbag.engine.device import select_device
 from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
-from trickbag.loop import fit
+from trickbag.engine.loop import fit
 from trickbag.recipe import build_recipe, load_recipe
 from trickbag.testing import torchrun
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from trickbag.cli import app
+from trickbag.cli.app import app
 from trickbag.hookspecs import hookimpl
-from trickbag.lr_finder import lr_at, lr_find, sweep
+from trickbag.lr_range.sweep import lr_at, lr_find, sweep
 from trickbag.recipe import build_recipe
-from trickbag.setup import prepare_run
-from trickbag.step import begin_epoch, epoch_batches, make_train_step
+from trickbag.engine.assemble import prepare_run
+from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step
 from trickbag.context import TrainState
 from trickbag.testing import torchrun
 

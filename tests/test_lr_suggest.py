@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trickbag import lr_suggest as L
-from trickbag.lr_suggest import Suggestion, suggest
+from trickbag.lr_range import suggest as L
+from trickbag.lr_range.suggest import Suggestion, suggest
 
 # --- a curve with known answers: loss(lr) with x = log10(lr) ------------------------------------
 # a logistic fall of A centred at C (width W decades), then a quadratic blow-up from XB on

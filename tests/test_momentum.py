@@ -8,8 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from trickbag.cli import app, bundled_recipes
-from trickbag.momentum import EPOCH_FRACTION, REFERENCE_BETAS, momentum_rows, run_length, time_constant
+from trickbag.cli.app import app
+from trickbag.services import bundled_recipes
+from trickbag.momentum.constants import EPOCH_FRACTION, REFERENCE_BETAS, momentum_rows, run_length, time_constant
 from trickbag.recipe import build_recipe, load_recipe
 
 DIGITS = {"data": {"name": "digits", "val_size": 297}, "model": {"name": "small_cnn", "width": 8}}

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from trickbag.checkpoint import load_checkpoint
+from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.hookspecs import hookimpl
-from trickbag.loop import fit
+from trickbag.engine.loop import fit
 from trickbag.recipe import load_recipe
 
 RECIPE = """
@@ -113,7 +113,7 @@ def test_ctrl_c_mid_epoch_keeps_finished_epochs_and_resumes_exactly(tmp_path):
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    from trickbag.loop import Diverged
+    from trickbag.engine.loop import Diverged
 
     path = tmp_path / "r.toml"
     path.write_text(RECIPE.format(epochs=4))

@@ -17,18 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from trickbag.cli import bundled_recipes
+from trickbag.services import bundled_recipes
 from trickbag.hookspecs import hookimpl
 from trickbag.recipe import load_recipe
-from trickbag.setup import prepare_run
-from trickbag.tui.app import TrickbagApp
-from trickbag.tui.screens.lr_find import LRFindPanel
-from trickbag.tui.screens.main import MainScreen
-from trickbag.tui.screens.picker import bundled
-from trickbag.tui.screens.schedule import SchedulePanel
-from trickbag.tui.screens.train import TrainPanel
-from trickbag.tui.session import SweepSettings
-from trickbag.tui.widgets.lr_curve import LRCurve
+from trickbag.engine.assemble import prepare_run
+from trickbag_tui.app import TrickbagApp
+from trickbag_tui.screens.lr_find import LRFindPanel
+from trickbag_tui.screens.main import MainScreen
+from trickbag_tui.screens.picker import bundled
+from trickbag_tui.screens.schedule import SchedulePanel
+from trickbag_tui.screens.train import TrainPanel
+from trickbag_tui.session import SweepSettings
+from trickbag_tui.widgets.lr_curve import LRCurve
 
 # the bundled quickstart on scikit-learn's digits: a real run, a few hundred milliseconds a sweep
 OVERRIDES = ["data.name=digits", "data.val_size=297", "model.name=small_cnn", "model.width=8"]

@@ -102,8 +102,8 @@ def one_cycle_lrs(total_steps, **kw):
 
 
 def test_engine_doubles_the_batch_and_keeps_schedules_on_progress(tmp_path):
-    from trickbag.loop import fit
-    from trickbag.rundir import read_metrics
+    from trickbag.engine.loop import fit
+    from trickbag.runs.folder import read_metrics
 
     recorder = Recorder()
     summary = fit(recipe(), tmp_path, observers=[recorder])
@@ -130,8 +130,8 @@ def test_engine_doubles_the_batch_and_keeps_schedules_on_progress(tmp_path):
 
 
 def test_resume_continues_with_the_scheduled_batch_size(tmp_path):
-    from trickbag.loop import fit
-    from trickbag.rundir import read_metrics
+    from trickbag.engine.loop import fit
+    from trickbag.runs.folder import read_metrics
 
     tricks = {"batch_size_schedule": {"milestones": [1, 2], "factor": 2}}
     whole = fit(recipe(3, tricks), tmp_path / "whole")

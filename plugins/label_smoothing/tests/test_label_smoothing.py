@@ -143,7 +143,7 @@ def test_options_are_validated():
 
 
 def test_engine_run_has_larger_train_loss_and_still_trains():
-    from trickbag.loop import fit
+    from trickbag.engine.loop import fit
     from trickbag.recipe import build_recipe
 
     def run(tricks):

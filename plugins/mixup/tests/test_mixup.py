@@ -156,7 +156,7 @@ class Recorder:
 
 
 def run(tricks, seed=0, epochs=1, optimizer=None):
-    from trickbag.loop import fit
+    from trickbag.engine.loop import fit
     from trickbag.recipe import build_recipe
 
     recipe = build_recipe({

@@ -143,7 +143,7 @@ def test_embeddings_are_decayed_unless_excluded():
 
 def test_engine_builds_the_optimizer_with_the_two_groups():
     from trickbag.recipe import build_recipe
-    from trickbag.setup import prepare_run
+    from trickbag.engine.assemble import prepare_run
 
     def prepare(tricks):
         recipe = build_recipe({

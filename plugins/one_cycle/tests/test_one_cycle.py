@@ -67,7 +67,7 @@ def test_max_lr_defaults_to_optimizer_lr_and_momentum_can_stay():
 def test_engine_applies_it_like_torch_with_adam_betas(tmp_path):
     """Through the real loop: the LR and beta1 used at each step equal OneCycleLR's."""
     from trickbag.hookspecs import hookimpl
-    from trickbag.loop import fit
+    from trickbag.engine.loop import fit
     from trickbag.recipe import build_recipe
 
     seen = []

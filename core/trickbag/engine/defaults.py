@@ -1,0 +1,54 @@
+"""The engine's own answers to the deciding hooks, registered ``trylast`` so any trick overrides them.
+
+Nothing here is a trick: plain cross-entropy, a constant learning rate, torch's optimizers and the
+model registry. They live behind the same hooks so the loop has one code path.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from trickbag.errors import UserError, did_you_mean
+from trickbag.hookspecs import hookimpl
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+def _constant(value: float, progress: float) -> float:
+    return value
+
+
+class EngineDefaults:
+    @hookimpl(trylast=True)
+    def trickbag_build_model(self, config, info):
+        from trickbag.models import build_model
+
+        return build_model(config.name, info, config.builder_options())
+
+    @hookimpl(trylast=True)
+    def trickbag_create_optimizer(self, param_groups, config):
+        name = config.name
+        if name == "sgd":
+            return torch.optim.SGD(
+                param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+            )
+        if name == "adam":
+            return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+        if name == "adamw":
+            return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+        if name == "rmsprop":
+            return torch.optim.RMSprop(
+                param_groups, lr=config.lr, momentum=config.momentum, eps=config.eps, weight_decay=config.weight_decay
+            )
+        raise UserError(f"optimizer.name '{name}' is unknown{did_you_mean(name, OPTIMIZERS)} (built in: {', '.join(OPTIMIZERS)}; plugins may add more)")
+
+    @hookimpl(trylast=True)
+    def trickbag_lr_schedule(self, base_lr, context):
+        return functools.partial(_constant, base_lr)
+
+    @hookimpl(trylast=True)
+    def trickbag_loss(self, outputs, batch, model, state):
+        # cross_entropy takes class indices or probabilities, so soft targets (mixup) need no branch
+        return F.cross_entropy(outputs, batch.targets)

@@ -1,0 +1,1 @@
+"""Momentum time constants T = -1/ln(beta): the maths (``constants``) and the table (``report``)."""

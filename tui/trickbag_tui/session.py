@@ -1,0 +1,256 @@
+"""What the terminal UI works on, apart from any widget: the recipe, its prepared run, the last
+range test, the chosen LR bounds, the saved tuned recipe. Plain Python (no Textual), shared by the
+screens, safe to call from worker threads where it says so."""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trickbag.lr_range.sweep import LRFindResult
+    from trickbag.recipe import Recipe
+    from trickbag.engine.assemble import Run
+
+#: the schedule preview evaluates the schedules at most at this many optimizer steps
+PREVIEW_POINTS = 800
+
+
+@dataclass
+class SweepSettings:
+    """The range test's settings, as ``trickbag lr-find`` takes them."""
+
+    start: float = 1e-7
+    end: float = 10.0
+    steps: int = 100
+    mode: str = "exp"
+    diverge: float = 4.0
+    smooth: float = 0.98
+
+    def check(self) -> None:
+        from trickbag.lr_range.sweep import check_settings
+
+        check_settings(self.start, self.end, self.steps, self.mode, self.diverge, self.smooth)
+
+
+@dataclass
+class Preview:
+    """LR and momentum over the whole run, sampled at optimizer steps (as the loop evaluates them)."""
+
+    progress: list[float]  # epochs (float) at the sampled steps
+    lr: list[float]
+    momentum: list[float] | None  # None: the optimizer has no momentum
+    batch_sizes: list[tuple[int, int]]  # (epoch, batch size) wherever the batch size changes, epoch 0 first
+    steps: int  # optimizer steps in the run
+    steps_per_epoch: int  # at the recipe's batch size
+    epochs: float
+    notes: list[str] = field(default_factory=list)  # how the bounds were applied
+
+
+def apply_to_dict(raw: dict[str, Any], max_lr: float, base_lr: float | None) -> dict[str, Any]:
+    """A resolved recipe dict with the bounds filled in as :func:`trickbag.lr_range.outputs.apply_bounds`
+    writes them into the file: ``optimizer.lr`` = max, and an enabled one-cycle's ``max_lr`` = max
+    and ``div_factor`` = max / base (4 significant digits, as in the saved file)."""
+    from trickbag.lr_range.outputs import fill_bounds
+
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    out["tricks"] = {k: dict(v) for k, v in out.get("tricks", {}).items()}
+    fill_bounds(out, max_lr, base_lr)
+    return out
+
+
+def shown_path(path: Path) -> str:
+    """A path as the user should read it: relative to the current folder when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class Session:
+    """One recipe in the TUI. The prepared run is built once (:meth:`ensure_run`, from a worker)
+    and shared by the range test and the previews; a sweep restores it bit-for-bit."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        recipe: Recipe,
+        overrides: list[str] | tuple[str, ...] = (),
+        *,
+        runs_root: Path = Path("runs"),
+        out_dir: Path | None = None,
+        sweep: SweepSettings | None = None,
+        run: Run | None = None,
+        observers: list[object] | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.recipe = recipe
+        self.overrides = list(overrides)
+        self.runs_root = runs_root
+        self.out_dir = out_dir  # a fixed run folder (tests); default runs/<name>-<time>
+        self.settings = sweep or SweepSettings()
+        self.observers = observers or []  # extra training observers (tests gate the run with one)
+        self.run: Run | None = run
+        self.base_momentum: float | None = None
+        self.result: LRFindResult | None = None
+        self.base_lr: float | None = None  # chosen bounds
+        self.max_lr: float | None = None
+        self.tuned: Path | None = None  # last saved tuned recipe
+        self.sweeping = False  # a range test or a training run holds the CPU/GPU (and the RNG):
+        self.training = False  # one at a time
+        self.sweep_cancel = threading.Event()
+        self.train_stop = threading.Event()
+        self._lock = threading.Lock()
+        if run is not None:
+            self._adopt(run)
+
+    # -- the prepared run ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else f"{self.recipe.name}.toml"
+
+    def ensure_run(self) -> Run:
+        """Prepare the recipe's run once (data, model, optimizer, tricks). Call from a worker."""
+        with self._lock:
+            if self.run is None:
+                from trickbag.engine.assemble import prepare_run
+
+                self._adopt(prepare_run(self.recipe))
+            return self.run
+
+    def _adopt(self, run: Run) -> None:
+        from trickbag.engine.assemble import base_momentum
+
+        self.run = run
+        self.base_momentum = base_momentum(run.optimizer)
+
+    def stop_all(self) -> None:
+        """Ask every worker to stop at its next step (quitting, tests tearing down)."""
+        self.sweep_cancel.set()
+        self.train_stop.set()
+
+    # -- bounds ----------------------------------------------------------------------------
+
+    def set_bounds(self, base_lr: float | None, max_lr: float | None) -> None:
+        self.base_lr, self.max_lr = base_lr, max_lr
+
+    def has_cycle(self) -> bool:
+        return "one_cycle" in self.recipe.enabled_tricks()
+
+    def bounds_problem(self) -> str | None:
+        """Why the chosen bounds cannot be saved, or None."""
+        if self.max_lr is None:
+            return "no max_lr chosen: run the range test (r), move the cursor, press m"
+        if self.base_lr is not None and self.base_lr >= self.max_lr:
+            return f"base_lr {self.base_lr:.3g} must be below max_lr {self.max_lr:.3g}"
+        return None
+
+    def bounded_recipe(self) -> Recipe:
+        """The recipe with the chosen bounds applied (the recipe itself when none are chosen)."""
+        if self.max_lr is None or self.bounds_problem():
+            return self.recipe
+        from trickbag.recipe import build_recipe
+
+        raw = apply_to_dict(self.recipe.to_dict(), self.max_lr, self.base_lr)
+        return build_recipe(raw, where=self.name, name=self.recipe.name)
+
+    def tuned_target(self) -> Path:
+        """Where :meth:`save` writes: next to the recipe, or in the current folder for a bundled one
+        (it lives inside the package), never over an existing file."""
+        from trickbag.services import bundled_recipes
+        from trickbag.lr_range.outputs import tuned_path
+
+        assert self.path is not None
+        bundled = {p.resolve() for p in bundled_recipes().values()}
+        if self.path.resolve() in bundled:
+            return tuned_path(Path.cwd() / self.path.name)
+        return tuned_path(self.path)
+
+    def save(self) -> Path:
+        """Write ``<name>.tuned.toml`` with the chosen bounds (comments and layout of the original kept)."""
+        from trickbag.errors import UserError
+        from trickbag.lr_range.outputs import apply_bounds
+
+        problem = self.bounds_problem()
+        if problem:
+            raise UserError(problem)
+        if self.path is None:
+            raise UserError("this recipe has no file to copy")
+        self.tuned = apply_bounds(self.path, self.max_lr, self.base_lr, self.overrides, self.tuned_target())
+        return self.tuned
+
+    def launch_recipe(self) -> tuple[Recipe, str]:
+        """What the Train tab launches, and a line saying so: the saved tuned recipe if the bounds
+        have not changed since, else the recipe with the chosen bounds."""
+        from trickbag.recipe import load_recipe
+
+        if self.tuned is not None and self.tuned.exists():
+            loaded = load_recipe(self.tuned)
+            if self.max_lr is None or loaded.optimizer.lr == float(f"{self.max_lr:.4g}"):
+                return loaded, shown_path(self.tuned)
+        recipe = self.bounded_recipe()
+        return recipe, self.name + (" + chosen bounds" if recipe is not self.recipe else "")
+
+    def run_folder(self, name: str) -> Path:
+        from trickbag.runs.folder import default_out_dir
+
+        return self.out_dir or default_out_dir(name, self.runs_root)
+
+    # -- previews --------------------------------------------------------------------------
+
+    def preview(self, points: int = PREVIEW_POINTS) -> Preview:
+        """LR and momentum over the run as the tricks define them, with the chosen bounds.
+
+        Cheap (no data, no model): the prepared run lends its data size and context; a fresh plugin
+        manager builds the tricks from the bounded recipe and answers the schedule hooks."""
+        from trickbag.plugins import load_plugins, run_manager
+
+        run = self.run
+        assert run is not None, "preview needs the prepared run"
+        recipe = self.bounded_recipe()
+        pm, _ = run_manager(recipe.tricks, load_plugins())
+        context = dataclasses.replace(run.context, recipe=recipe)
+        lr_of = pm.hook.trickbag_lr_schedule(base_lr=recipe.optimizer.lr, context=context)
+        momentum_of = None
+        if self.base_momentum is not None:
+            momentum_of = pm.hook.trickbag_momentum_schedule(base_momentum=self.base_momentum, context=context)
+
+        # every epoch at the batch size the tricks give it, steps as the loop counts them
+        epochs, batch = recipe.training.epochs, recipe.training.batch_size
+        counts, sizes = [], []
+        for epoch in range(math.ceil(epochs)):
+            size = pm.hook.trickbag_batch_size(epoch=epoch, batch_size=batch, context=context) or batch
+            n = run.train.num_batches(size * run.world_size)
+            counts.append((n, min(n, math.ceil((epochs - epoch) * n))))
+            if not sizes or sizes[-1][1] != size:
+                sizes.append((epoch, size))
+        starts = [0]
+        for _, taken in counts:
+            starts.append(starts[-1] + taken)
+        total = starts[-1]
+        n = min(points, total)
+        picks = sorted({round(i * (total - 1) / max(n - 1, 1)) for i in range(n)})
+        progress = []
+        for k in picks:
+            epoch = bisect.bisect_right(starts, k) - 1
+            progress.append(epoch + (k - starts[epoch]) / counts[epoch][0])
+        lr = [lr_of(p) for p in progress]
+        if momentum_of is not None:
+            momentum = [momentum_of(p) for p in progress]
+        elif self.base_momentum is not None:
+            momentum = [self.base_momentum] * len(progress)
+        else:
+            momentum = None
+        notes = []
+        if self.max_lr is not None and recipe is not self.recipe:
+            if self.has_cycle():
+                cycle = recipe.tricks["one_cycle"]
+                notes.append(f"one_cycle max_lr {cycle.max_lr:.4g}, div_factor {cycle.div_factor:.4g}")
+            else:
+                notes.append(f"optimizer.lr {recipe.optimizer.lr:.4g}" + (" (no cycle trick: base_lr unused)" if self.base_lr else ""))
+        return Preview(progress, lr, momentum, sizes, total, run.context.steps_per_epoch, epochs, notes)

@@ -1,0 +1,134 @@
+"""The range test's curve: loss (raw and smoothed) against the LR on a log axis, drawn as steps
+arrive, with the suggestions, the chosen bounds and a cursor that moves along the curve."""
+from __future__ import annotations
+
+import math
+
+from textual.reactive import reactive
+
+from trickbag_tui.widgets.plots import MARKER, Plot, finite, log_ticks
+
+# colours shared with the legend under the plot (plotext and rich both know these names)
+RAW, SMOOTH, BASE, MAX, SUGGESTED, RECOMMENDED, CURSOR = "gray", "cyan", "green", "red", "yellow", "magenta", "white"
+
+
+def style(color: str) -> str:
+    """The rich style of a plotext colour name (plotext's gray is the terminal's colour 8)."""
+    return "bright_black" if color == "gray" else color
+
+
+class LRCurve(Plot):
+    """Holds the curve; ``cursor`` is an index into it (None before the first step)."""
+
+    can_focus = True
+    cursor: reactive[int | None] = reactive(None, always_update=True)
+
+    def __init__(self, empty: str = "", *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(empty, id=id, classes=classes)
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.span = (1e-7, 10.0)  # the sweep's start and end: the x axis is fixed while it draws
+        self.suggested: dict[str, float] = {}  # "base", "max", "recommended" -> lr
+        self.base_lr: float | None = None
+        self.max_lr: float | None = None
+
+    # -- data --------------------------------------------------------------------------------
+
+    def start(self, start: float, end: float) -> None:
+        self.lrs, self.losses, self.smoothed, self.suggested = [], [], [], {}
+        self.span = (start, end)
+        self.empty = "range test starting (the first one prepares the run: data, model)..."
+        self.set_reactive(LRCurve.cursor, None)
+        self.redraw()
+
+    def add(self, lr: float, loss: float, smoothed: float) -> None:
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        self.smoothed.append(smoothed)
+        self.redraw()
+
+    def finish(self, lrs: list[float], losses: list[float], smoothed: list[float], suggested: dict[str, float], cursor: int | None) -> None:
+        """The sweep's own arrays replace what arrived step by step (the same, unless messages were dropped)."""
+        self.lrs, self.losses, self.smoothed, self.suggested = list(lrs), list(losses), list(smoothed), suggested
+        self.cursor = cursor  # redraws
+
+    def set_bounds(self, base_lr: float | None, max_lr: float | None) -> None:
+        self.base_lr, self.max_lr = base_lr, max_lr
+        self.redraw()
+
+    def nearest(self, lr: float) -> int | None:
+        """Index of the point whose LR is closest to ``lr`` on the log axis."""
+        if not self.lrs or lr <= 0:
+            return None
+        target = math.log10(lr)
+        return min(range(len(self.lrs)), key=lambda i: abs(math.log10(self.lrs[i]) - target))
+
+    def move(self, delta: int) -> None:
+        if not self.lrs:
+            return
+        here = self.cursor if self.cursor is not None else 0
+        self.cursor = max(0, min(len(self.lrs) - 1, here + delta))
+
+    def watch_cursor(self) -> None:
+        self.redraw()
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def y_range(self) -> tuple[float, float] | None:
+        """As lr_find.png: from a little under the lowest smoothed loss to well above the first,
+        so a divergence at the end does not flatten the interesting part."""
+        values = [v for v in self.smoothed if math.isfinite(v)]
+        if not values:
+            return None
+        low, first = min(values), values[0]
+        span = abs(first - low)
+        return low - 0.1 * span - 1e-3, max(first, low) + 0.6 * span + 1e-3
+
+    def _y_at(self, lr: float) -> float | None:
+        xs, ys = finite([math.log10(v) for v in self.lrs], self.smoothed)
+        if not xs:
+            return None
+        x = math.log10(lr)
+        if x <= xs[0]:
+            return ys[0]
+        for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+            if x0 <= x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0 or 1)
+        return ys[-1]
+
+    def redraw(self) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        self.has_data = bool(self.lrs)
+        if self.has_data:
+            lo, hi = (math.log10(v) for v in self.span)
+            plt.xlim(lo, hi)
+            plt.xticks(*log_ticks(lo, hi))
+            y_range = self.y_range()
+            if y_range:
+                plt.ylim(*y_range)
+            xs = [math.log10(v) for v in self.lrs]
+            for ys, color in ((self.losses, RAW), (self.smoothed, SMOOTH)):
+                x, y = finite(xs, ys)
+                if y_range:  # a diverging loss runs along the top edge instead of off the frame
+                    y = [min(max(v, y_range[0]), y_range[1]) for v in y]
+                if x:
+                    plt.plot(x, y, color=color, marker=MARKER)
+            for value, color in ((self.base_lr, BASE), (self.max_lr, MAX)):
+                if value:
+                    plt.vertical_line(math.log10(value), color=color)
+            for key, marker, color in (("base", "▲", SUGGESTED), ("max", "▲", SUGGESTED), ("recommended", "★", RECOMMENDED)):
+                lr = self.suggested.get(key)
+                y = self._y_at(lr) if lr else None
+                if y is not None:
+                    plt.scatter([math.log10(lr)], [y], marker=marker, color=color)
+            if self.cursor is not None and self.cursor < len(self.lrs):
+                x = xs[self.cursor]
+                plt.vertical_line(x, color=CURSOR)
+                y = self.smoothed[self.cursor]
+                if math.isfinite(y):
+                    if y_range:
+                        y = min(max(y, y_range[0]), y_range[1])
+                    plt.scatter([x], [y], marker="●", color=CURSOR)
+        self.refresh()
