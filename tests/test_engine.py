@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from trickbag.runs.checkpoint import load_checkpoint
+from torch import nn
+
 from trickbag.engine.device import select_device
+from trickbag.engine.loop import fit
+from trickbag.engine.speed import Speed, resolve_speed
 from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
-from trickbag.engine.loop import fit
+from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.recipe import build_recipe, load_recipe
 from trickbag.testing import torchrun
 
@@ -108,9 +111,49 @@ def test_device_selection():
 
 
 def test_channels_last_and_resnet20_train_a_step():
-    r = build_recipe({**BASE, "model": {"name": "resnet20", "channels_last": True}, "training": {"epochs": 0.2, "batch_size": 64}})
-    out = fit(r, None)
+    class Layout:
+        seen = []
+
+        @hookimpl
+        def trickbag_transform_batch(self, batch, state):
+            self.seen.append(batch.inputs.is_contiguous(memory_format=torch.channels_last))
+
+    r = build_recipe({**BASE, "model": {"name": "resnet20"}, "training": {"epochs": 0.2, "batch_size": 64, "channels_last": True}})
+    out = fit(r, None, observers=[Layout()])
     assert out["epochs"] == 1 and np.isfinite(out["history"][0]["train_loss"])
+    assert Layout.seen and all(Layout.seen)  # batches arrive in the model's layout
+
+
+def test_speed_options_follow_the_device(caplog):
+    """auto: channels_last, cuDNN benchmark, TF32 and fused optimizers on CUDA only; an explicit true
+    where it does nothing is one info line, not an error; torch's global switches are put back."""
+    from trickbag.engine.assemble import prepare_run
+
+    def conv(**training):
+        return build_recipe({**BASE, "model": {"name": "resnet20"}, "training": {**BASE["training"], **training}})
+
+    cpu = prepare_run(conv())
+    assert cpu.context.speed == Speed()  # all off on the CPU
+    assert not any(g.get("fused") for g in cpu.optimizer.param_groups)
+    cpu.release()
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    with caplog.at_level("INFO", logger="trickbag"):
+        run = prepare_run(conv(tf32=True, cudnn_benchmark=True, fused_optimizer=True))
+    assert "training.tf32 = true applies to CUDA only: ignored on cpu" in caplog.text
+    assert "training.cudnn_benchmark = true applies to CUDA only" in caplog.text
+    assert run.context.speed.fused_optimizer and all(g["fused"] for g in run.optimizer.param_groups)  # torch has fused CPU kernels
+    run.release()
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    cuda = resolve_speed(recipe().training, "sgd", torch.device("cuda"), nn.Conv2d(1, 1, 1))
+    assert cuda == Speed(channels_last=True, cudnn_benchmark=True, tf32=True, fused_optimizer=True)
+    assert not resolve_speed(recipe().training, "rmsprop", torch.device("cuda"), nn.Linear(1, 1)).fused_optimizer
+    assert not resolve_speed(recipe().training, "sgd", torch.device("cuda"), nn.Linear(1, 1)).channels_last  # no convolution
+    assert not resolve_speed(recipe(training={"deterministic": True}).training, "sgd", torch.device("cuda"), nn.Linear(1, 1)).cudnn_benchmark
+
+
+def test_old_model_speed_keys_say_where_they_went():
+    with pytest.raises(UserError, match="model.channels_last moved to training.channels_last"):
+        build_recipe({**BASE, "model": {"name": "resnet20", "channels_last": True}})
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo via torchrun")

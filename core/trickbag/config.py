@@ -9,6 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: an option that follows the device (see ``engine/speed.py``) unless set to true or false
+Auto = Literal["auto"]
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -17,7 +20,9 @@ class Section(BaseModel):
 class DataConfig(Section):
     """``[data]``: which data set, where validation comes from, and augmentation."""
 
-    name: str = Field("mnist5k", description="mnist5k, digits, mnist, fashion_mnist, cifar10, cifar100 or imagefolder")
+    name: str = Field(
+        "mnist5k", description="mnist5k, digits, mnist, fashion_mnist, cifar10, cifar100, imagefolder, or synthetic_cifar10 (random CIFAR-shaped images for benchmarks)"
+    )
     root: str | None = Field(None, description="folder holding the torchvision files or the ImageFolder tree")
     download: bool = Field(False, description="let torchvision download the data set into root (off: never download)")
     val: Literal["holdout", "test"] = Field("holdout", description="holdout: split off the training set; test: the official test split")
@@ -30,6 +35,7 @@ class DataConfig(Section):
         "auto", description="hold the data set as tensors on the training device (auto: when it fits)"
     )
     num_workers: int = Field(2, ge=0, description="DataLoader workers for data sets not held on the device")
+    subset: int | None = Field(None, ge=1, description="train on a random subset of this many training samples (quick trials; seeded by split_seed)")
 
 
 class ModelConfig(BaseModel):
@@ -40,9 +46,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    name: str = Field("small_cnn", description="small_cnn, mlp, resnet20, resnet56, resnet18, resnet50, or a plugin's model")
-    channels_last: bool = Field(False, description="channels_last memory format (faster convolutions on GPUs)")
-    compile: bool = Field(False, description="wrap the model in torch.compile")
+    name: str = Field("small_cnn", description="small_cnn, mlp, resnet20, resnet56, resnet18, resnet50, airbench94, or a plugin's model")
 
     def builder_options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -73,3 +77,13 @@ class TrainingConfig(Section):
     deterministic: bool = Field(False, description="ask torch for deterministic kernels (slower on GPU)")
     checkpoint: bool = Field(True, description="write checkpoint.pt (atomically) at the end of every epoch")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    # -- speed: "auto" turns on what helps on the device the run lands on; an explicit true on a
+    # device where the option does nothing is ignored with one info line, never an error
+    channels_last: Auto | bool = Field("auto", description="channels_last memory format for model and batches (auto: on CUDA, for models with 2-d convolutions)")
+    compile: bool = Field(False, description="wrap the model in torch.compile (the first steps pay the compilation)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode"
+    )
+    cudnn_benchmark: Auto | bool = Field("auto", description="let cuDNN time its convolution algorithms and keep the fastest (auto: on CUDA unless deterministic)")
+    tf32: Auto | bool = Field("auto", description="TF32 tensor cores for float32 matmuls and convolutions (auto: on CUDA)")
+    fused_optimizer: Auto | bool = Field("auto", description="torch's fused SGD/Adam/AdamW kernels (auto: on CUDA); no device sync under fp16's grad scaler")

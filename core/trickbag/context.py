@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from trickbag.engine.speed import Speed
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -74,6 +76,7 @@ class RunContext:
     optimizer: torch.optim.Optimizer | None = None
     lr_schedule: Callable[[float], float] | None = None
     momentum_schedule: Callable[[float], float] | None = None
+    speed: Speed = field(default_factory=Speed)  # channels_last, compile, fused optimizer... as resolved for the device
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

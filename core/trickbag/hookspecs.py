@@ -100,11 +100,15 @@ def trickbag_param_groups(model: nn.Module, groups: list[dict[str, Any]], config
 
 
 @hookspec(firstresult=True)
-def trickbag_create_optimizer(param_groups: list[dict[str, Any]], config: OptimizerConfig) -> torch.optim.Optimizer | None:
+def trickbag_create_optimizer(
+    param_groups: list[dict[str, Any]], config: OptimizerConfig, context: RunContext
+) -> torch.optim.Optimizer | None:
     """Build the optimizer for ``config.name`` (AdamW, SGDW, LARS...).
 
     Return ``None`` when the name is not yours. The engine's default builds torch's SGD, Adam,
-    AdamW and RMSprop.
+    AdamW and RMSprop, with ``fused=True`` when ``context.speed.fused_optimizer`` is set (CUDA by
+    default): honour it too if your optimizer has a fused or foreach form. The parameters are
+    already on ``context.device``.
 
     Stops at the first non-None result.
     """

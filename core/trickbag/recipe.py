@@ -18,6 +18,7 @@ from trickbag.plugins import Catalog, TrickOptions, load_plugins
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "training": TrainingConfig}
 TOP_KEYS = ("description", *SECTIONS, "tricks")
+MOVED_TO_TRAINING = {"channels_last", "compile"}  # [model] keys of version 0.1
 
 
 class Recipe(BaseModel):
@@ -102,6 +103,9 @@ def build_recipe(raw: dict[str, Any], where: str = "recipe", name: str = "recipe
         body = raw.get(section, {})
         if not isinstance(body, dict):
             raise UserError(f"{where}: '{section}' must be a table ([{section}])")
+        if section == "model":
+            for key in MOVED_TO_TRAINING.intersection(body):
+                raise UserError(f"{where}: model.{key} moved to training.{key} (speed options live in [training])")
         try:
             sections[section] = model(**body)
         except ValidationError as exc:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -51,18 +52,31 @@ class ValSource:
 
 @dataclass
 class Split:
-    """One split (train or test) of a data set in its source form, before holdout and normalisation."""
+    """One split (train or test) of a data set in its source form, before holdout and normalisation.
+
+    Every data set here is integer grey levels (uint8 files, 0..255; scikit-learn's digits 0..16),
+    so a split hands out uint8 and ``levels``, the value of white: on the device the data stays
+    uint8 (a quarter of float32's memory) and becomes float per batch."""
 
     # item i -> (PIL image or C×H×W float tensor in [0, 1], int label): what a DataLoader reads.
     dataset: Dataset[Any]
     targets: Tensor  # int64 labels, known without decoding any image
-    # indices -> float32 N×C×H×W in [0, 1]: the whole split at once, vectorised where the source allows.
-    to_tensor: Callable[[Tensor], Tensor]
-    # False when to_tensor decodes image files: statistics then use a sample rather than every image.
+    # indices -> uint8 N×C×H×W levels: the whole split at once, vectorised where the source allows.
+    to_levels: Callable[[Tensor], Tensor]
+    levels: int = 255
+    # False when to_levels decodes image files: statistics then use a sample rather than every image.
     in_memory: bool = True
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def to_tensor(self, indices: Tensor) -> Tensor:
+        """float32 N×C×H×W in [0, 1]: the same arithmetic as torchvision's ``to_tensor``."""
+        return levels_to_unit(self.to_levels(indices), self.levels)
+
+
+def levels_to_unit(x: Tensor, levels: int) -> Tensor:
+    return x.to(torch.float32, memory_format=torch.contiguous_format).div_(levels)
 
 
 @dataclass

@@ -63,6 +63,7 @@ class _KeyBatches(Sampler[list[Key]]):
 class _Loader:
     def __init__(self, items: _Items, device: torch.device, num_workers: int) -> None:
         self.device, self.sampler = device, _KeyBatches()
+        self.memory_format = torch.contiguous_format
         self.loader = DataLoader(
             items,
             batch_sampler=self.sampler,
@@ -77,11 +78,23 @@ class _Loader:
         # Armed inside the generator, when iteration starts, so a batches() call made early cannot
         # re-arm the sampler under an epoch still running.
         self.sampler.arm(keys, batch_size, count)
+        # pinned batches (pin_memory on CUDA) copy without blocking the host; the layout change rides
+        # on the same copy
         for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x.to(self.device, non_blocking=True, memory_format=self.memory_format), y.to(self.device, non_blocking=True)
 
 
-class LoaderTrainSource(TrainSource):
+class _Layout:
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return self._loader.memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: torch.memory_format) -> None:
+        self._loader.memory_format = value
+
+
+class LoaderTrainSource(_Layout, TrainSource):
     def __init__(self, info: DataInfo, base: Dataset, indices: Tensor, device: torch.device,
                  padding: int, flip: bool, num_workers: int) -> None:
         self.info, self.indices, self.padding, self.flip = info, indices, padding, flip
@@ -97,7 +110,7 @@ class LoaderTrainSource(TrainSource):
         return self._loader.run(list(zip(index, top, left, flip)), batch_size, self.num_batches(batch_size))
 
 
-class LoaderValSource(ValSource):
+class LoaderValSource(_Layout, ValSource):
     def __init__(self, info: DataInfo, base: Dataset, indices: Tensor, device: torch.device,
                  num_workers: int) -> None:
         self.info = info

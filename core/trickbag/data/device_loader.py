@@ -1,83 +1,149 @@
-"""Data sets held as one normalised float32 tensor on the training device (airbench94 style).
+"""Data sets held on the training device as uint8 grey levels (airbench94 style).
 
-No DataLoader and no workers: each epoch permutes, crops and flips the whole training set with a
-few tensor ops, then batches are views of the result, so a training step pays only for two slices.
+No DataLoader and no workers. The store is the training split as uint8 N×C×H×W, zero-padded
+once for random crops (raw black, as torchvision's ``RandomCrop(padding)`` pads before
+``Normalize``): a quarter of the float32 memory, so CIFAR-10 takes 150 MB. Each epoch's random
+choices are drawn on the CPU (``sampling.epoch_plan``, identical on every machine and to the
+DataLoader path) and copied to the device once; then every batch is gathered, cropped, flipped
+and normalised on the device with a few tensor ops and no host round trip:
+
+* on accelerators, batch by batch, so nothing the size of the epoch is ever materialised in
+  float and the step never waits for the host (no ``.item()``, no host tensors);
+* on the CPU, the whole epoch at once and batches are views of it: the same ops on one big
+  tensor, which costs a small model far less than a dozen tiny ops per step.
+
+Both give bit-identical batches: the same uint8 gather, then the same float32 ``/ levels``,
+``- mean``, ``/ std`` as ``to_tensor`` and ``Normalize`` on the DataLoader path.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .base import DataInfo, TrainSource, ValSource
 from .sampling import EpochPlan, epoch_plan
 
 
-def pad_images(x: Tensor, padding: int, fill: Tensor) -> Tensor:
-    """Pad N×C×H×W with a per-channel value: the normalised value of raw black, so padding is the
-    zero padding of torchvision's RandomCrop(padding) applied before Normalize."""
-    n, c, h, w = x.shape
-    out = fill.to(x).view(1, c, 1, 1).expand(n, c, h + 2 * padding, w + 2 * padding).contiguous()
-    out[:, :, padding : padding + h, padding : padding + w] = x
-    return out
+def crops_strided(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images ``index`` of the padded ``store``, each cropped at its (dy, dx): one gather.
 
-
-def _crops_strided(store: Tensor, plan: EpochPlan, size: tuple[int, int]) -> Tensor:
-    # Every crop of every image is a window of the flat storage at offset
-    # n*C*Hp*Wp + dy*Wp + dx with strides (Hp*Wp, Wp, 1). One overlapping as_strided view covers all of
-    # them, so the epoch's permutation and crops are a single memory-bound index_select.
+    Every crop of every image is a window of the flat storage at offset n*C*Hp*Wp + dy*Wp + dx
+    with strides (Hp*Wp, Wp, 1). One overlapping ``as_strided`` view covers all of them, so the
+    crops are a single memory-bound ``index_select`` (no Python loop over shifts)."""
     n, c, hp, wp = store.shape
     h, w = size
     span = (c - 1) * hp * wp + (h - 1) * wp + w
     windows = store.as_strided((store.numel() - span + 1, c, h, w), (1, hp * wp, wp, 1), store.storage_offset())
-    offsets = plan.perm * (c * hp * wp) + plan.dy * wp + plan.dx
-    return windows.index_select(0, offsets.to(store.device))
+    return windows.index_select(0, index * (c * hp * wp) + dy * wp + dx)
 
 
-def _crops_indexed(store: Tensor, plan: EpochPlan, size: tuple[int, int]) -> Tensor:
-    # The same gather by advanced indexing, for backends (MPS) where overlapping views are risky.
+def crops_indexed(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int]) -> Tensor:
+    """The same gather by advanced indexing, for backends (MPS) where overlapping views are risky."""
     h, w = size
     dev = store.device
-    rows = (plan.dy[:, None] + torch.arange(h))[:, None, :, None].to(dev)
-    cols = (plan.dx[:, None] + torch.arange(w))[:, None, None, :].to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
     chans = torch.arange(store.shape[1], device=dev)[None, :, None, None]
-    return store[plan.perm.to(dev)[:, None, None, None], chans, rows, cols]
+    return store[index[:, None, None, None], chans, rows, cols]
 
 
-def augment(store: Tensor, plan: EpochPlan, size: tuple[int, int]) -> Tensor:
-    """The epoch's images in plan order, cropped and flipped; a fresh contiguous tensor."""
-    if plan.dy is None:
-        x = store.index_select(0, plan.perm.to(store.device))
-    elif store.device.type in ("cpu", "cuda"):
-        x = _crops_strided(store, plan, size)
-    else:
-        x = _crops_indexed(store, plan, size)
-    if plan.flip is not None:
-        idx = plan.flip.nonzero().squeeze(1).to(store.device)
-        x.index_copy_(0, idx, x.index_select(0, idx).flip(3))
-    return x
+def flip_where(x: Tensor, flip: Tensor) -> Tensor:
+    """Mirror the images whose ``flip`` is true. ``torch.where`` rather than ``nonzero`` + index:
+    nonzero must ask the device how many there are, a sync per batch."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+class Normalise:
+    """uint8 levels -> float32 ``(x / levels - mean) / std``, optionally in channels_last memory.
+
+    The arithmetic and its order are those of torchvision's ``to_tensor`` then ``Normalize`` (the
+    DataLoader path), so both paths produce the same bits; the layout does not change a value."""
+
+    def __init__(self, info: DataInfo, levels: int, device: torch.device) -> None:
+        self.levels = levels
+        self.mean = torch.tensor(info.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(info.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.memory_format = torch.contiguous_format
+
+    def __call__(self, x: Tensor) -> Tensor:
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=self.memory_format)
+        return out.copy_(x).div_(self.levels).sub_(self.mean).div_(self.std)
+
+
+def _to_device(plan: EpochPlan, device: torch.device) -> EpochPlan:
+    """One copy per epoch; pinned and non-blocking on CUDA so the host never waits for the GPU."""
+    if device.type == "cpu":
+        return plan
+    cuda = device.type == "cuda"
+
+    def move(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        return (t.pin_memory() if cuda else t).to(device, non_blocking=cuda)
+
+    return EpochPlan(move(plan.perm), move(plan.dy), move(plan.dx), move(plan.flip))
 
 
 class DeviceTrainSource(TrainSource):
-    def __init__(self, info: DataInfo, x: Tensor, y: Tensor, padding: int, flip: bool) -> None:
+    def __init__(self, info: DataInfo, x: Tensor, y: Tensor, levels: int, padding: int, flip: bool) -> None:
+        """``x``: the training split as uint8 levels (N×C×H×W) on the device; ``y``: int64 labels there."""
         self.info, self.y, self.padding, self.flip = info, y, padding, flip
+        self.device = x.device
         # Only the padded copy is kept; its centre is the un-augmented data.
-        fill = -torch.tensor(info.mean) / torch.tensor(info.std)
-        self.store = pad_images(x, padding, fill) if padding else x
+        self.store = F.pad(x, (padding,) * 4) if padding else x.contiguous()
+        self.normalise = Normalise(info, levels, x.device)
+        self.per_batch = x.device.type != "cpu"
+        self._crops = crops_strided if x.device.type in ("cpu", "cuda") else crops_indexed
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return self.normalise.memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: torch.memory_format) -> None:
+        self.normalise.memory_format = value
+
+    def _images(self, index: Tensor, dy: Tensor | None, dx: Tensor | None, flip: Tensor | None) -> Tensor:
+        x = self.store.index_select(0, index) if dy is None else self._crops(self.store, index, dy, dx, self.info.image_size)
+        if flip is not None:
+            x = flip_where(x, flip)
+        return self.normalise(x)
 
     def batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        plan = epoch_plan(self.info.train_size, seed, epoch, self.padding, self.flip)
-        x = augment(self.store, plan, self.info.image_size)
-        y = self.y.index_select(0, plan.perm.to(self.y.device))
-        # split() makes every batch view in one C++ call; the last, short one is dropped (drop_last).
-        n = self.num_batches(batch_size)
-        return zip(x.split(batch_size)[:n], y.split(batch_size)[:n])
+        plan = _to_device(epoch_plan(self.info.train_size, seed, epoch, self.padding, self.flip), self.device)
+        n = self.num_batches(batch_size)  # drop_last: the short last batch is not trained on
+        if not self.per_batch:
+            x = self._images(plan.perm, plan.dy, plan.dx, plan.flip)
+            y = self.y.index_select(0, plan.perm)
+            return zip(x.split(batch_size)[:n], y.split(batch_size)[:n])
+        return self._each_batch(plan, batch_size, n)
+
+    def _each_batch(self, plan: EpochPlan, bs: int, n: int) -> Iterator[tuple[Tensor, Tensor]]:
+        def part(t: Tensor | None, b: int) -> Tensor | None:
+            return None if t is None else t[b * bs : (b + 1) * bs]
+
+        for b in range(n):
+            index = plan.perm[b * bs : (b + 1) * bs]
+            yield self._images(index, part(plan.dy, b), part(plan.dx, b), part(plan.flip, b)), self.y.index_select(0, index)
 
 
 class DeviceValSource(ValSource):
-    def __init__(self, info: DataInfo, x: Tensor, y: Tensor) -> None:
+    def __init__(self, info: DataInfo, x: Tensor, y: Tensor, levels: int) -> None:
+        """``x``: the validation split as uint8 levels on the device, normalised batch by batch."""
         self.info, self.x, self.y = info, x, y
+        self.normalise = Normalise(info, levels, x.device)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return self.normalise.memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: torch.memory_format) -> None:
+        self.normalise.memory_format = value
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        return zip(self.x.split(batch_size), self.y.split(batch_size))
+        for x, y in zip(self.x.split(batch_size), self.y.split(batch_size)):
+            yield self.normalise(x), y

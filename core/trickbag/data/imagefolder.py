@@ -47,7 +47,7 @@ def _split(ds: datasets.ImageFolder, size: tuple[int, int], num_workers: int) ->
         except OSError as exc:
             raise UserError(f"cannot read image '{ds.samples[i][0]}': {exc}") from None
 
-    def to_tensor(idx: Tensor) -> Tensor:
+    def to_levels(idx: Tensor) -> Tensor:
         # Threads, not DataLoader workers: PIL decodes without the GIL, and a bad file raises a
         # one-line UserError here instead of a worker's re-wrapped traceback.
         items = idx.tolist()
@@ -56,12 +56,12 @@ def _split(ds: datasets.ImageFolder, size: tuple[int, int], num_workers: int) ->
                 images = list(pool.map(decode, items))
         else:
             images = [decode(i) for i in items]
-        out = torch.empty(len(items), 3, *size)
+        out = torch.empty(len(items), 3, *size, dtype=torch.uint8)
         for k, img in enumerate(images):
             out[k] = img
-        return out.div_(255)
+        return out
 
-    return Split(ds, torch.as_tensor(ds.targets, dtype=torch.int64), to_tensor, in_memory=False)
+    return Split(ds, torch.as_tensor(ds.targets, dtype=torch.int64), to_levels, in_memory=False)
 
 
 def load(cfg: DataConfig, num_workers: int) -> RawData:

@@ -37,11 +37,6 @@ def finish(total: Tensor, total_sq: Tensor, count: int) -> tuple[tuple[float, ..
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def tensor_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    total, total_sq = moments(x)
-    return finish(total, total_sq, x.numel() // x.shape[1])
-
-
 def split_stats(split: Split, indices: Tensor, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean/std of the training split streamed in chunks, so a set too big for memory can be measured."""
     if not split.in_memory and len(indices) > STATS_SAMPLE:

@@ -80,10 +80,10 @@ def _split(ds: Any) -> Split:
         data = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
         targets = torch.as_tensor(ds.targets, dtype=torch.int64)
 
-    def to_tensor(idx: Tensor) -> Tensor:
-        return data.index_select(0, idx).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+    def to_levels(idx: Tensor) -> Tensor:
+        return data.index_select(0, idx).contiguous()
 
-    return Split(ds, targets, to_tensor)
+    return Split(ds, targets, to_levels)
 
 
 def load(cfg: DataConfig) -> RawData:
@@ -93,5 +93,5 @@ def load(cfg: DataConfig) -> RawData:
         raise UserError(f"data.root '{cfg.root}' does not exist")
     train = _split(_open(cfg.name, cfg.root, True, cfg.download))
     test = _split(_open(cfg.name, cfg.root, False, cfg.download)) if cfg.val == "test" else None
-    channels, h, w = train.to_tensor(torch.empty(0, dtype=torch.int64)).shape[1:]
+    channels, h, w = train.to_levels(torch.empty(0, dtype=torch.int64)).shape[1:]
     return RawData(cfg.name, SETS[cfg.name][2], channels, (h, w), train=train, test=test)

@@ -17,6 +17,7 @@ from torch import nn
 from trickbag.context import RunContext
 from trickbag.data import TrainSource, ValSource, load_data
 from trickbag.engine.device import seed_everything, select_device
+from trickbag.engine.speed import BackendFlags, resolve_speed
 from trickbag.plugins import Catalog, load_plugins, run_manager
 from trickbag.recipe import Recipe
 
@@ -39,6 +40,13 @@ class Run:
     world_size: int = 1
     rank: int = 0
     group_scales: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    flags: BackendFlags | None = None  # torch's process-wide cuDNN/TF32 switches as this run set them
+
+    def release(self) -> None:
+        """Put torch's process-wide switches back as they were before :func:`prepare_run`."""
+        if self.flags is not None:
+            self.flags.restore()
+            self.flags = None
 
 
 def base_momentum(optimizer: torch.optim.Optimizer) -> float | None:
@@ -67,8 +75,6 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
         torch.cuda.set_device(device)
     if training.threads:
         torch.set_num_threads(training.threads)
-    if training.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(training.seed)
 
     train, val = load_data(recipe.data, device)
@@ -82,13 +88,15 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
     # -- model: built (a trick may bring the architecture), then tweaked and initialised in place
     raw_model = hook.trickbag_build_model(config=recipe.model, info=train.info)
     hook.trickbag_configure_model(model=raw_model, info=train.info, context=context)
-    memory_format = torch.channels_last if recipe.model.channels_last else torch.contiguous_format
+    speed = context.speed = resolve_speed(training, recipe.optimizer.name, device, raw_model)
+    memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
     raw_model = raw_model.to(device=device, memory_format=memory_format)
+    train.memory_format = val.memory_format = memory_format  # batches arrive in the model's layout
 
     # -- optimizer: parameter groups first (no bias decay), then the optimizer itself
     groups: list[dict[str, Any]] = [{"params": [p for p in raw_model.parameters() if p.requires_grad], "name": "all"}]
     hook.trickbag_param_groups(model=raw_model, groups=groups, config=recipe.optimizer)
-    optimizer = hook.trickbag_create_optimizer(param_groups=groups, config=recipe.optimizer)
+    optimizer = hook.trickbag_create_optimizer(param_groups=groups, config=recipe.optimizer, context=context)
 
     # -- schedules: pure functions of progress in epochs
     lr_schedule = hook.trickbag_lr_schedule(base_lr=recipe.optimizer.lr, context=context)
@@ -97,11 +105,13 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
     if momentum is not None:
         momentum_schedule = hook.trickbag_momentum_schedule(base_momentum=momentum, context=context)
 
+    # -- wrappers: DDP first, then torch.compile around it (torch's recommended order: the compiled
+    # graph then breaks at DDP's bucket boundaries and overlaps communication with backward)
     model: nn.Module = raw_model
-    if recipe.model.compile:
-        model = torch.compile(model)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if speed.compile:
+        model = torch.compile(model, mode=speed.compile_mode)
     scaler = torch.amp.GradScaler(device.type) if training.precision == "fp16" else None
 
     context.model, context.optimizer = raw_model, optimizer
@@ -111,6 +121,7 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
         train=train, val=val, lr_schedule=lr_schedule, momentum_schedule=momentum_schedule, scaler=scaler,
         device=device, world_size=world, rank=rank,
         group_scales=[(g, g.get("lr_scale", 1.0)) for g in optimizer.param_groups],
+        flags=BackendFlags(speed, training.deterministic),  # last: nothing above may leave them set
     )
 
 

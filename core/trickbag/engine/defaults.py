@@ -28,16 +28,19 @@ class EngineDefaults:
         return build_model(config.name, info, config.builder_options())
 
     @hookimpl(trylast=True)
-    def trickbag_create_optimizer(self, param_groups, config):
+    def trickbag_create_optimizer(self, param_groups, config, context):
         name = config.name
+        # fused kernels (one launch for all parameters) where the run asked for them; None lets
+        # torch pick its foreach default
+        fused = True if context is not None and context.speed.fused_optimizer else None
         if name == "sgd":
             return torch.optim.SGD(
-                param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+                param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay, fused=fused
             )
         if name == "adam":
-            return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+            return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, fused=fused)
         if name == "adamw":
-            return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+            return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, fused=fused)
         if name == "rmsprop":
             return torch.optim.RMSprop(
                 param_groups, lr=config.lr, momentum=config.momentum, eps=config.eps, weight_decay=config.weight_decay

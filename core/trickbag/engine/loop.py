@@ -51,6 +51,8 @@ def fit(
             if blame:
                 raise PluginError(blame) from exc
             raise
+        finally:
+            run.release()
     finally:
         torch.set_num_threads(threads)
 

@@ -2,7 +2,7 @@
 
 Importing this package registers the built-in models (the imports below are for that side effect).
 """
-from . import cifar_resnet, simple, torchvision_resnet  # noqa: F401  (register the built-ins)
+from . import airbench, cifar_resnet, simple, torchvision_resnet  # noqa: F401  (register the built-ins)
 from .cifar_resnet import RESIDUAL_BLOCKS, CifarBasicBlock, CifarResNet
 from .registry import MODELS, build_model, check_range, register_model
 
