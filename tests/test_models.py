@@ -213,3 +213,28 @@ def test_plugins_can_register_a_model() -> None:
         assert user_error("test_linear", {"bias": "no"}) == "model.bias must be bool, got str 'no'"
     finally:
         del MODELS["test_linear"]
+
+
+def test_airbench94_has_its_make_net_layout() -> None:
+    """Keller Jordan's airbench94 make_net: 24-channel 2×2 whitening conv, conv groups of 64/256/256,
+    BatchNorm that learns only its shift, dirac-initialised 3×3 convs, a bias-free head scaled by 1/9."""
+    info = make_info(3, 32, 10)
+    model = build_model("airbench94", info, {})
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (3, 24, (2, 2)), (24, 64, (3, 3)), (64, 64, (3, 3)), (64, 256, (3, 3)), (256, 256, (3, 3)), (256, 256, (3, 3)), (256, 256, (3, 3))
+    ]
+    weights = 3 * 24 * 4 + 24 + 9 * (24 * 64 + 64 * 64 + 64 * 256 + 3 * 256 * 256) + 256 * 10
+    bn = 2 * (64 + 64 + 256 + 256 + 256 + 256)  # frozen scale + learned shift
+    assert n_params(model) == weights + bn == 1_972_792
+    assert all(not m.weight.requires_grad and m.bias.requires_grad for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    for conv in convs[1:]:
+        ident = torch.zeros_like(conv.weight[: conv.in_channels])
+        nn.init.dirac_(ident)
+        assert torch.equal(conv.weight[: conv.in_channels], ident) and conv.bias is None
+    head = model[-2]
+    assert isinstance(head, nn.Linear) and head.bias is None and model[-1].factor == pytest.approx(1 / 9)
+    forward_backward(model, info)
+    forward_backward(build_model("airbench94", make_info(1, 28, 10), {}), make_info(1, 28, 10))
+    with pytest.raises(UserError, match="airbench94 needs images of at least 16x16"):
+        build_model("airbench94", make_info(1, 8, 10), {})

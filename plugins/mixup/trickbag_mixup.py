@@ -23,6 +23,9 @@ from pydantic import Field
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 
+MIXUP_SALT = 0x6D69787570  # "mixup"
+
+
 class MixupOptions(TrickOptions):
     alpha: float = Field(0.2, gt=0, description="lam ~ Beta(alpha, alpha); small alpha keeps lam near 0 or 1 (the paper: 0.1-0.4 on ImageNet)")
     prob: float = Field(1.0, ge=0, le=1, description="probability that a batch is mixed")
@@ -55,10 +58,13 @@ class Mixup:
         batch.targets = y.mul(lam).add_(y.index_select(0, perm), alpha=1.0 - lam)
 
     def _host_rng(self, generator: torch.Generator) -> np.random.Generator:
-        seed = generator.initial_seed()  # host-side, no sync; changes when the loop reseeds
+        # lam is drawn on the host (a Python float for mul/add, no device sync), from a numpy stream
+        # seeded by the generator's seed: host-side, so even on a GPU nothing waits for the device,
+        # and it changes whenever the loop reseeds (every epoch: exact resume). The salt keeps this
+        # stream apart from any other trick that seeds from the same number.
+        seed = generator.initial_seed()
         if self._rng is None or seed != self._seeded_from:
-            draw = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
-            self._rng = np.random.default_rng(int(draw.item()))  # one sync per epoch, not per step
+            self._rng = np.random.default_rng([seed, MIXUP_SALT])
             self._seeded_from = seed
         return self._rng
 

@@ -63,7 +63,9 @@ class Normalise:
     DataLoader path), so both paths produce the same bits; the layout does not change a value."""
 
     def __init__(self, info: DataInfo, levels: int, device: torch.device) -> None:
-        self.levels = levels
+        # A device tensor, not a Python number: CUDA divides by a host scalar as a multiplication by
+        # its reciprocal (one bit off); by a tensor it divides exactly, like the CPU.
+        self.levels = torch.tensor(float(levels), device=device)
         self.mean = torch.tensor(info.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.memory_format = torch.contiguous_format
