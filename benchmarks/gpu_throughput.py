@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from trickbag.config import DataConfig
 from trickbag.data import load_data
-from trickbag.engine.loop import fit
+from trickbag.engine.loop import Diverged, fit
 from trickbag.hookspecs import hookimpl
 from trickbag.models import build_model
 from trickbag.recipe import build_recipe
@@ -42,7 +42,7 @@ from trickbag.recipe import build_recipe
 MODELS = {"resnet20": {}, "resnet56": {}, "resnet18": {"small_input": True}, "airbench94": {}}
 COMPILE_ORDER = ("airbench94", "resnet20", "resnet18", "resnet56")  # fastest to compile first
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
-LR, MOMENTUM, WD, PADDING = 0.05, 0.9, 5e-4, 4
+LR, MOMENTUM, WD, PADDING = 0.02, 0.9, 5e-4, 4
 
 
 @dataclass
@@ -90,10 +90,14 @@ def engine_ips(args, model: str, precision: str, compiled: bool) -> float:
         "model": {"name": model, **MODELS[model]},
         "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM, "nesterov": True, "weight_decay": WD},
         "training": {"epochs": args.steps / per_epoch, "batch_size": args.batch, "precision": precision, "device": args.device,
-                     "compile": compiled, "channels_last": True, "fused_optimizer": True, "checkpoint": False},
+                     "compile": compiled, "channels_last": True, "fused_optimizer": True, "checkpoint": False,
+                     "cudnn_benchmark": args.cudnn_benchmark, "tf32": args.device == "cuda"},
     })
     clock = Clock(device, args.warmup, args.steps)
-    fit(recipe, None, observers=[clock])
+    try:
+        fit(recipe, None, observers=[clock])
+    except Diverged:  # found at the epoch's end, after the clock's marks: the speed is measured
+        args.notes.add(f"{model} {precision}: the loss went NaN (speed still measured)")
     return clock.ips(args.batch)
 
 
@@ -116,18 +120,23 @@ def hand_ips(args, model: str, precision: str, compiled: bool) -> float:
     span = (c - 1) * hp * wp + 31 * wp + 32
     windows = x8.as_strided((x8.numel() - span + 1, c, 32, 32), (1, hp * wp, wp, 1))  # every crop of every image
     clock = Clock(device, args.warmup, args.steps)
+    # the switches the engine sets for its run (and puts back afterwards), set the same way here
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = device.type == "cuda"
     net.train()
-    perm = torch.randperm(n, device=device)
+    perm = torch.randperm(n, device=device)  # the epoch: order, crop offsets, flips, labels in order
     dy = torch.randint(0, 2 * PADDING + 1, (n,), device=device)
     dx = torch.randint(0, 2 * PADDING + 1, (n,), device=device)
+    offsets = perm * (c * hp * wp) + dy * wp + dx
     flip = torch.rand(n, device=device) < 0.5
+    labels = y_all.index_select(0, perm)
     for step in range(args.steps):
         b = slice(step * bs, (step + 1) * bs)
-        idx = perm[b]
-        x = windows.index_select(0, idx * (c * hp * wp) + dy[b] * wp + dx[b])
+        x = windows.index_select(0, offsets[b])
         x = torch.where(flip[b].view(-1, 1, 1, 1), x.flip(3), x)
         x = torch.empty(x.shape, device=device, memory_format=torch.channels_last).copy_(x).div_(levels).sub_(mean).div_(std)
-        y = y_all.index_select(0, idx)
+        y = labels[b]
         with torch.autocast(device.type, dtype=dtype):
             loss = F.cross_entropy(step_fn(x), y)
         opt.zero_grad(set_to_none=True)
@@ -140,6 +149,7 @@ def hand_ips(args, model: str, precision: str, compiled: bool) -> float:
             loss.backward()
             opt.step()
         clock.mark(step + 1)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     return clock.ips(bs)
 
 
@@ -159,7 +169,8 @@ def rows_in_order(args) -> list[Row]:
     models = args.models.split(",")
     precisions = args.precisions.split(",")
     rows = [Row(m, p, False) for p in precisions for m in models]
-    if not args.no_compile:  # compilation is the slow part: cheapest models first
+    rows = rows if args.compile in ("no", "both") else []
+    if args.compile in ("yes", "both"):  # compilation is the slow part: cheapest models first
         rows += [Row(m, p, True) for p in precisions for m in sorted(models, key=COMPILE_ORDER.index)]
     return rows
 
@@ -183,16 +194,18 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; later rows are skipped")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--compile", choices=("no", "yes", "both"), default="both", help="rows without torch.compile, with it, or both")
+    parser.add_argument("--cudnn-benchmark", choices=("on", "off"), default="on", help="cuDNN's algorithm search, in both loops")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, no compile: checks that the script runs")
     args = parser.parse_args()
+    args.cudnn_benchmark, args.notes = args.cudnn_benchmark == "on", set()
     args.device, args.subset, args.val_size = "cuda", None, 1000
     if args.smoke:
         args.device, args.subset, args.val_size, args.batch, args.steps, args.warmup, args.repeats = "cpu", 256, 64, 32, 4, 1, 1
         # bf16 only: CPUs run fp16 convolutions at a few images per second
-        args.models, args.precisions, args.no_compile = "resnet20,airbench94", "bf16", True
+        args.models, args.precisions, args.compile = "resnet20,airbench94", "bf16", "no"
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --smoke on a CPU")
     # one process compiles many models (and each run builds new instances): never fall back to eager
@@ -201,7 +214,7 @@ def main() -> None:
             setattr(torch._dynamo.config, limit, 512)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke)"
     header = (f"{name}, torch {torch.__version__}, batch {args.batch}, {args.steps - args.warmup} timed steps after "
-              f"{args.warmup}, median of {args.repeats} alternating runs")
+              f"{args.warmup}, median of {args.repeats} alternating runs, cuDNN benchmark {'on' if args.cudnn_benchmark else 'off'}")
     print(header, flush=True)
     print(f"{'model':<12}{'prec':<6}{'compile':<9}{'engine img/s':>14}{'hand img/s':>14}{'ratio':>8}", flush=True)
     start, rows = time.perf_counter(), rows_in_order(args)
@@ -218,6 +231,8 @@ def main() -> None:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"header": header, "rows": [asdict(r) for r in rows]}, f, indent=1)
+    for note in sorted(args.notes):
+        print(f"note: {note}", flush=True)
     done = [r.ratio for r in rows if r.ratio]
     if done:
         print(f"worst ratio {max(done):.3f} over {len(done)} rows (goal <= 1.05); {time.perf_counter() - start:.0f}s", flush=True)

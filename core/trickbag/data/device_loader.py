@@ -27,17 +27,26 @@ from .base import DataInfo, TrainSource, ValSource
 from .sampling import EpochPlan, epoch_plan
 
 
-def crops_strided(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int]) -> Tensor:
-    """Images ``index`` of the padded ``store``, each cropped at its (dy, dx): one gather.
+def crop_windows(store: Tensor, size: tuple[int, int]) -> Tensor:
+    """Every crop of every image of the padded ``store`` as one overlapping view.
 
-    Every crop of every image is a window of the flat storage at offset n*C*Hp*Wp + dy*Wp + dx
-    with strides (Hp*Wp, Wp, 1). One overlapping ``as_strided`` view covers all of them, so the
-    crops are a single memory-bound ``index_select`` (no Python loop over shifts)."""
+    The crop of image n at (dy, dx) is the window of the flat storage at offset
+    n*C*Hp*Wp + dy*Wp + dx with strides (Hp*Wp, Wp, 1); indexing this view's first dimension with
+    :func:`crop_offsets` gathers any set of crops in a single memory-bound ``index_select``."""
     n, c, hp, wp = store.shape
     h, w = size
     span = (c - 1) * hp * wp + (h - 1) * wp + w
-    windows = store.as_strided((store.numel() - span + 1, c, h, w), (1, hp * wp, wp, 1), store.storage_offset())
-    return windows.index_select(0, index * (c * hp * wp) + dy * wp + dx)
+    return store.as_strided((store.numel() - span + 1, c, h, w), (1, hp * wp, wp, 1), store.storage_offset())
+
+
+def crop_offsets(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
+    _, c, hp, wp = store.shape
+    return index * (c * hp * wp) + dy * wp + dx
+
+
+def crops_strided(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images ``index`` of the padded ``store``, each cropped at its (dy, dx): one gather."""
+    return crop_windows(store, size).index_select(0, crop_offsets(store, index, dy, dx))
 
 
 def crops_indexed(store: Tensor, index: Tensor, dy: Tensor, dx: Tensor, size: tuple[int, int]) -> Tensor:
@@ -98,7 +107,8 @@ class DeviceTrainSource(TrainSource):
         self.store = F.pad(x, (padding,) * 4) if padding else x.contiguous()
         self.normalise = Normalise(info, levels, x.device)
         self.per_batch = x.device.type != "cpu"
-        self._crops = crops_strided if x.device.type in ("cpu", "cuda") else crops_indexed
+        self.strided = x.device.type in ("cpu", "cuda")
+        self._windows = crop_windows(self.store, info.image_size) if self.strided and padding else None
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -109,7 +119,12 @@ class DeviceTrainSource(TrainSource):
         self.normalise.memory_format = value
 
     def _images(self, index: Tensor, dy: Tensor | None, dx: Tensor | None, flip: Tensor | None) -> Tensor:
-        x = self.store.index_select(0, index) if dy is None else self._crops(self.store, index, dy, dx, self.info.image_size)
+        if dy is None:
+            x = self.store.index_select(0, index)
+        elif self.strided:
+            x = self._windows.index_select(0, crop_offsets(self.store, index, dy, dx))
+        else:
+            x = crops_indexed(self.store, index, dy, dx, self.info.image_size)
         if flip is not None:
             x = flip_where(x, flip)
         return self.normalise(x)
@@ -124,12 +139,25 @@ class DeviceTrainSource(TrainSource):
         return self._each_batch(plan, batch_size, n)
 
     def _each_batch(self, plan: EpochPlan, bs: int, n: int) -> Iterator[tuple[Tensor, Tensor]]:
-        def part(t: Tensor | None, b: int) -> Tensor | None:
-            return None if t is None else t[b * bs : (b + 1) * bs]
-
+        # Whatever can be done for the whole epoch in one op is (labels in epoch order, the crop
+        # offsets): a step then pays for a few slices (views) and the ops on its own batch only.
+        labels = self.y.index_select(0, plan.perm)
+        if plan.dy is not None and self.strided:
+            offsets = crop_offsets(self.store, plan.perm, plan.dy, plan.dx)
+            def images(s: slice) -> Tensor:
+                return self._windows.index_select(0, offsets[s])
+        else:
+            def images(s: slice) -> Tensor:
+                dy, dx = (None, None) if plan.dy is None else (plan.dy[s], plan.dx[s])
+                if dy is None:
+                    return self.store.index_select(0, plan.perm[s])
+                return crops_indexed(self.store, plan.perm[s], dy, dx, self.info.image_size)
         for b in range(n):
-            index = plan.perm[b * bs : (b + 1) * bs]
-            yield self._images(index, part(plan.dy, b), part(plan.dx, b), part(plan.flip, b)), self.y.index_select(0, index)
+            s = slice(b * bs, (b + 1) * bs)
+            x = images(s)
+            if plan.flip is not None:
+                x = flip_where(x, plan.flip[s])
+            yield self.normalise(x), labels[s]
 
 
 class DeviceValSource(ValSource):
