@@ -2,12 +2,14 @@
 # One prepared check of trickbag's CUDA path on a GPU machine, in under 8 minutes:
 #   1. the GPU tests (pytest -m gpu): no device sync in a training step (bf16, fp16, compiled),
 #      CUDA batches equal to the CPU DataLoader's bits, speed options resolved on CUDA;
-#   2. the throughput table: engine vs a hand-written loop (benchmarks/gpu_throughput.py);
-#   3. one `trickbag lr-find` and one short `trickbag run` of the CIFAR-10 recipe in bf16, on the
+#   2. a profile of both loops (op calls, kernel launches, syncs, CPU and device time per step) for
+#      the two launch-bound models, where the engine measured 7-11% slower on an H200;
+#   3. the throughput table: engine vs a hand-written loop (benchmarks/gpu_throughput.py);
+#   4. one `trickbag lr-find` and one short `trickbag run` of the CIFAR-10 recipe in bf16, on the
 #      CIFAR-shaped synthetic data (no files needed).
-# Everything lands in $OUT (default ./device-check): device_check.log, throughput.md/.json,
-# lr_find.json/.png and the run's metrics.jsonl. Each step has its own time limit, so one that
-# hangs cannot take the others down, and files are copied out as soon as they exist.
+# Everything lands in $OUT (default ./device-check): device_check.log, profile.tar.gz,
+# throughput.md/.json, lr_find.json/.png and the run's metrics.jsonl. Each step has its own time
+# limit, so one that hangs cannot take the others down, and files are copied out as they appear.
 #
 # On a node without network, first run benchmarks/offline_wheels.sh where there is one and bring
 # .whl/ along: it is installed here into /tmp/site (the node's torch is used as it is).
@@ -32,18 +34,24 @@ $PY -c "import torch, trickbag; print('torch', torch.__version__, '| cuda', torc
 step "1. pytest -m gpu"
 timeout "${GPU_TESTS_S:-120}" $PY -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider 2>&1 | tail -25 | tee -a "$LOG"
 
-step "2. throughput: engine vs hand-written loop"
-timeout "${THROUGHPUT_S:-240}" $PY benchmarks/gpu_throughput.py --budget "${THROUGHPUT_BUDGET_S:-170}" --steps 40 \
+work=$(mktemp -d)
+step "2. profile: engine vs hand-written loop, per step"
+mkdir -p "$work/profile"
+timeout "${PROFILE_S:-60}" $PY benchmarks/gpu_throughput.py --profile "$work/profile/p" --compile no --models resnet20,airbench94 \
+    --precisions bf16 --steps 40 2>&1 | grep -v -e Warning -e USDT | tee -a "$LOG"
+tar -czf "$OUT/profile.tar.gz" -C "$work" profile 2>/dev/null
+
+step "3. throughput: engine vs hand-written loop"
+timeout "${THROUGHPUT_S:-240}" $PY benchmarks/gpu_throughput.py --budget "${THROUGHPUT_BUDGET_S:-170}" --steps 100 --warmup 20 \
     --markdown "$OUT/throughput.md" --json "$OUT/throughput.json" 2>&1 | grep -v Warning | tee -a "$LOG"
 
 RECIPE=cifar10-resnet20-bag-of-tricks
 SYNTH=(--set data.name=synthetic_cifar10 --set training.precision=bf16)
-work=$(mktemp -d)
-step "3. trickbag lr-find $RECIPE (synthetic data, bf16)"
+step "4. trickbag lr-find $RECIPE (synthetic data, bf16)"
 timeout "${LR_FIND_S:-60}" trickbag lr-find "$RECIPE" "${SYNTH[@]}" --steps 100 --out "$work/lr" 2>&1 | tail -30 | tee -a "$LOG"
 cp "$work"/lr/lr_find.json "$work"/lr/lr_find.png "$OUT"/ 2>/dev/null
 
-step "4. trickbag run $RECIPE (synthetic data, bf16, 3 epochs)"
+step "5. trickbag run $RECIPE (synthetic data, bf16, 3 epochs)"
 timeout "${RUN_S:-60}" trickbag run "$RECIPE" "${SYNTH[@]}" --set training.epochs=3 --out "$work/run" 2>&1 | tail -12 | tee -a "$LOG"
 cp "$work"/run/metrics.jsonl "$OUT"/ 2>/dev/null
 step "done"

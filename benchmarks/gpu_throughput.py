@@ -76,12 +76,68 @@ class Clock:
         self.mark(state.global_step)
 
 
+class Profile(Clock):
+    """A Clock that also records the timed steps with torch.profiler: ``--profile`` compares what the
+    two loops ask of the host and the device per step (op calls, kernel launches, syncs, CPU time)."""
+
+    RUNTIME_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaMemcpyAsync", "cudaStreamSynchronize",
+                     "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaStreamWaitEvent", "cudaMalloc", "cudaFree")
+
+    def __init__(self, device: torch.device, warmup: int, steps: int) -> None:
+        super().__init__(device, warmup, steps)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(activities=activities)
+
+    def mark(self, step: int) -> None:
+        super().mark(step)
+        if step == self.warmup:
+            self.profiler.start()
+        elif step == self.steps:
+            self.profiler.stop()
+
+    def summary(self) -> dict:
+        events = self.profiler.key_averages()
+        steps = self.steps - self.warmup
+
+        def total(attr: str) -> float:
+            return sum(getattr(e, attr, 0) or 0 for e in events) / steps / 1000  # ms per step
+
+        counts = {e.key: e.count / steps for e in events if e.key in self.RUNTIME_CALLS}
+        return {
+            "aten calls/step": sum(e.count for e in events if e.key.startswith("aten::")) / steps,
+            "self CPU ms/step": total("self_cpu_time_total"),
+            "device ms/step": total("self_device_time_total") or total("self_cuda_time_total"),
+            **{f"{k}/step": v for k, v in sorted(counts.items())},
+        }
+
+    def table(self) -> str:
+        return self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+
+
+def profile_row(args, row: Row) -> None:
+    """Profile one engine run and one hand run of ``row``; print the per-step summary side by side
+    and write the op tables to ``--profile``-<model>-<precision>-<loop>.txt."""
+    results = {}
+    for name, loop in (("engine", engine_ips), ("hand", hand_ips)):
+        loop(args, row.model, row.precision, row.compile)  # warm-up
+        clock = Profile(torch.device(args.device), args.warmup, args.steps)
+        loop(args, row.model, row.precision, row.compile, clock)
+        results[name] = clock.summary()
+        with open(f"{args.profile}-{row.model}-{row.precision}-{name}.txt", "w") as f:
+            f.write(clock.table())
+    print(f"profile {row.model} {row.precision} compile={row.compile}:")
+    for key in sorted(set(results["engine"]) | set(results["hand"])):
+        print(f"  {key:<34}{results['engine'].get(key, 0):>12.2f}{results['hand'].get(key, 0):>12.2f}   (engine, hand)")
+
+
 def data_config(args) -> dict:
     return {"name": "synthetic_cifar10", "val": "holdout", "val_size": args.val_size, "crop_padding": PADDING, "flip": True,
             "on_device": "always", "subset": args.subset}
 
 
-def engine_ips(args, model: str, precision: str, compiled: bool) -> float:
+def engine_ips(args, model: str, precision: str, compiled: bool, clock: Clock | None = None) -> float:
     device = torch.device(args.device)
     train_size = args.subset or 50_000 - args.val_size
     per_epoch = train_size // args.batch
@@ -93,7 +149,7 @@ def engine_ips(args, model: str, precision: str, compiled: bool) -> float:
                      "compile": compiled, "channels_last": True, "fused_optimizer": True, "checkpoint": False,
                      "cudnn_benchmark": args.cudnn_benchmark, "tf32": args.device == "cuda"},
     })
-    clock = Clock(device, args.warmup, args.steps)
+    clock = clock or Clock(device, args.warmup, args.steps)
     try:
         fit(recipe, None, observers=[clock])
     except Diverged:  # found at the epoch's end, after the clock's marks: the speed is measured
@@ -101,7 +157,7 @@ def engine_ips(args, model: str, precision: str, compiled: bool) -> float:
     return clock.ips(args.batch)
 
 
-def hand_ips(args, model: str, precision: str, compiled: bool) -> float:
+def hand_ips(args, model: str, precision: str, compiled: bool, clock: Clock | None = None) -> float:
     """Twenty lines a user would write: data on the device, per-batch crop/flip/normalise, a step."""
     device = torch.device(args.device)
     train, _ = load_data(DataConfig(**{**data_config(args), "crop_padding": 0, "flip": False}), device)
@@ -119,7 +175,7 @@ def hand_ips(args, model: str, precision: str, compiled: bool) -> float:
     _, c, hp, wp = x8.shape
     span = (c - 1) * hp * wp + 31 * wp + 32
     windows = x8.as_strided((x8.numel() - span + 1, c, 32, 32), (1, hp * wp, wp, 1))  # every crop of every image
-    clock = Clock(device, args.warmup, args.steps)
+    clock = clock or Clock(device, args.warmup, args.steps)
     # the switches the engine sets for its run (and puts back afterwards), set the same way here
     saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -198,6 +254,7 @@ def main() -> None:
     parser.add_argument("--cudnn-benchmark", choices=("on", "off"), default="on", help="cuDNN's algorithm search, in both loops")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
+    parser.add_argument("--profile", metavar="PREFIX", help="instead of timing, profile one run of each loop per row (op tables to PREFIX-*.txt)")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, no compile: checks that the script runs")
     args = parser.parse_args()
     args.cudnn_benchmark, args.notes = args.cudnn_benchmark == "on", set()
@@ -221,6 +278,9 @@ def main() -> None:
     for row in rows:
         if time.perf_counter() - start > args.budget:
             row.note = "skipped: over the --budget"
+        elif args.profile:
+            profile_row(args, row)
+            continue
         else:
             measure(args, row)
         shown = (f"{row.engine_ips:>14,.0f}{row.hand_ips:>14,.0f}{row.ratio:>8.3f}" if row.ratio else f"  {row.note}")
