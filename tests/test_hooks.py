@@ -347,15 +347,99 @@ def test_hook_epoch_end():
 
 
 def test_hook_fit_end():
-    got = []
+    """fit_end sees the run's summary: best = the highest epoch's val_acc, final = the last one's.
+    The last epoch is made worse on purpose (weights zeroed), so the two differ."""
+    got, rows = [], []
 
     class Rec:
+        @hookimpl
+        def trickbag_after_step(self, model, optimizer, state):
+            if state.epoch == 2:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.zero_()
+
+        @hookimpl
+        def trickbag_epoch_end(self, state, metrics):
+            rows.append(metrics["val_acc"])
+
         @hookimpl
         def trickbag_fit_end(self, state, summary):
             got.append(summary)
 
-    out = run(Rec())
-    assert got and got[0]["best_val_acc"] == out["best_val_acc"]
+    out = run(Rec(), training={"epochs": 3})
+    assert len(got) == 1 and got[0] is out
+    assert out["best_val_acc"] == max(rows) > rows[-1] == out["final_val_acc"]
+    assert out["epochs"] == 3 and [h["val_acc"] for h in out["history"]] == rows
+
+
+def test_hook_check():
+    """A trick's own check runs before any work and refuses bad input as a UserError (exit 2)."""
+    built = []
+
+    class Options(TrickOptions):
+        teacher: str
+
+    class Teacher:
+        def __init__(self, options):
+            self.teacher = options.teacher
+
+        @hookimpl
+        def trickbag_check(self, context):
+            import os
+
+            if not os.path.isdir(self.teacher):
+                raise UserError(f"tricks.teacher.teacher '{self.teacher}' is not a run folder")
+
+        @hookimpl
+        def trickbag_build_model(self, config, info):
+            built.append(config.name)  # never reached when the check fails
+
+    module = types.ModuleType("trickbag_teacher")
+    module.trickbag_declare_tricks = hookimpl(lambda: TrickSpec("teacher", Options, Teacher, "needs a folder"))
+    catalog = Catalog().load(extra_modules=[module])
+    r = build_recipe({**BASE, "tricks": {"teacher": {"teacher": "/nonexistent/run"}}}, catalog=catalog)
+    with pytest.raises(UserError, match="tricks.teacher.teacher '/nonexistent/run' is not a run folder"):
+        prepare_run(r, catalog=catalog)
+    assert built == []
+    ok = build_recipe({**BASE, "tricks": {"teacher": {"teacher": "."}}}, catalog=catalog)
+    prepare_run(ok, catalog=catalog).release()
+    assert built == ["mlp"]
+
+
+def test_tricks_are_called_in_recipe_order():
+    order = []
+
+    class Options(TrickOptions):
+        pass
+
+    def make(name):
+        class Trick:
+            def __init__(self, options):
+                pass
+
+            @hookimpl
+            def trickbag_transform_batch(self, batch, state):
+                order.append(name)
+
+            @hookimpl(wrapper=True)
+            def trickbag_loss(self, outputs, batch, model, state):
+                order.append(f"{name}>")
+                loss = yield
+                order.append(f"<{name}")
+                return loss
+
+        return Trick
+
+    module = types.ModuleType("trickbag_order")
+    module.trickbag_declare_tricks = hookimpl(lambda: [TrickSpec(n, Options, make(n), n) for n in ("first", "second")])
+    catalog = Catalog().load(extra_modules=[module])
+    for names in (["first", "second"], ["second", "first"]):
+        order.clear()
+        r = build_recipe({**BASE, "training": {"epochs": 0.01, "batch_size": 100}, "tricks": {n: {} for n in names}}, catalog=catalog)
+        fit(r, None, catalog=catalog)
+        a, b = names
+        assert order == [a, b, f"{a}>", f"{b}>", f"<{b}", f"<{a}"]  # one step: transforms, then wrappers nested
 
 
 def test_a_raising_trick_is_named_with_its_hook():
@@ -369,15 +453,33 @@ def test_a_raising_trick_is_named_with_its_hook():
 
 
 def test_misspelt_hook_fails_loudly():
-    import pluggy
-
     class Typo:
         @hookimpl
         def trickbag_tranform_batch(self, batch, state):
             pass
 
-    with pytest.raises(pluggy.PluginValidationError):
+    with pytest.raises(PluginError, match="observer 'Typo' implements unknown hook 'trickbag_tranform_batch'; did you mean 'trickbag_transform_batch'"):
         run(Typo())
+
+
+def test_a_hook_argument_the_hook_does_not_pass_is_named():
+    class WrongArgs:
+        @hookimpl
+        def trickbag_loss(self, outputs, labels):
+            pass
+
+    with pytest.raises(PluginError, match=r"observer 'WrongArgs': trickbag_loss\(\) takes 'labels', which the hook does not pass \(it passes: outputs, batch, model, state\)"):
+        run(WrongArgs())
+
+
+def test_a_hook_method_without_hookimpl_is_a_warning(caplog):
+    class Forgot:
+        def trickbag_step_end(self, state):
+            raise AssertionError("never called")
+
+    with caplog.at_level("WARNING", logger="trickbag"):
+        run(Forgot(), training={"epochs": 0.1})
+    assert "observer 'Forgot': trickbag_step_end() has no @hookimpl, so it is never called" in caplog.text
 
 
 def test_two_tricks_deciding_the_same_hook_are_refused():

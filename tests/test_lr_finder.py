@@ -19,6 +19,8 @@ from trickbag.recipe import build_recipe
 from trickbag.engine.assemble import prepare_run
 from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step
 from trickbag.context import TrainState
+from trickbag.errors import PluginError
+from trickbag.plugins import Catalog, TrickOptions, TrickSpec
 from trickbag.testing import torchrun
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -129,7 +131,7 @@ def test_restored_after_a_trick_raises():
     r = recipe()
     run = prepare_run(r, observers=[Breaks()])
     before = everything(run)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(PluginError, match="raised in trickbag_after_step: RuntimeError: boom"):
         sweep(run, steps=60)
     assert_identical(before, everything(run))
 
@@ -247,3 +249,122 @@ def test_fp16_sweep_restores_the_grad_scaler():
     assert before_scaler.keys() == after.keys()
     for key, value in before_scaler.items():
         assert (torch.equal(value, after[key]) if torch.is_tensor(value) else value == after[key]), key
+
+
+# --- tricks that prepare themselves in fit_start or hold torch-style state -------------------------
+
+
+EVENTS: list[str] = []  # outside the trick: the sweep restores the trick's own attributes
+
+
+class NeedsFitStart:
+    """Like a distillation trick: its teacher exists only after fit_start, as docs/hooks.md says."""
+
+    def __init__(self, options):
+        self.teacher = None
+
+    @hookimpl
+    def trickbag_fit_start(self, context):
+        self.teacher = copy.deepcopy(context.model).eval()
+        EVENTS.append("fit_start")
+
+    @hookimpl
+    def trickbag_epoch_start(self, state):
+        EVENTS.append("epoch_start")
+
+    @hookimpl
+    def trickbag_transform_batch(self, batch, state):
+        if self.teacher is None:
+            raise RuntimeError("no teacher: fit_start was not called")
+
+    @hookimpl
+    def trickbag_step_end(self, state):
+        assert state.sweep and state.loss is not None
+        EVENTS.append("step_end")
+
+
+class LiveEMA:
+    """A torch-style stateful trick: ``state_dict`` hands out the live tensors it keeps updating."""
+
+    def __init__(self, options):
+        self.shadow = None
+
+    @hookimpl
+    def trickbag_after_step(self, model, optimizer, state):
+        if self.shadow is None:
+            self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        for key, value in model.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].lerp_(value, 0.5)  # in place, as torch's AveragedModel does
+
+    def state_dict(self):
+        return {"shadow": self.shadow}
+
+    def load_state_dict(self, state):
+        self.shadow = state["shadow"]
+
+
+def trick_catalog():
+    import types
+
+    module = types.ModuleType("trickbag_test_stateful")
+    module.trickbag_declare_tricks = hookimpl(lambda: [
+        TrickSpec("needs_fit_start", TrickOptions, NeedsFitStart, "teacher from fit_start"),
+        TrickSpec("live_ema", TrickOptions, LiveEMA, "EMA with live state"),
+    ])
+    return Catalog().load(extra_modules=[module])
+
+
+def test_a_sweep_calls_fit_start_epoch_start_and_step_end():
+    catalog = trick_catalog()
+    r = build_recipe({**copy.deepcopy(BASE), "tricks": {"needs_fit_start": {}}}, catalog=catalog)
+    run = prepare_run(r, catalog=catalog)
+    EVENTS.clear()
+    result = sweep(run, start=1e-5, end=1e-2, steps=40)  # 23 steps per epoch: two epochs start
+    assert result.stopped == "end"
+    assert EVENTS == ["fit_start", "epoch_start"] + ["step_end"] * 23 + ["epoch_start"] + ["step_end"] * 17
+    assert run.tricks["needs_fit_start"].teacher is None  # restored as it was before the sweep
+
+
+def test_stateful_trick_is_restored_exactly():
+    catalog = trick_catalog()
+    r = build_recipe({**copy.deepcopy(BASE), "tricks": {"live_ema": {}}}, catalog=catalog)
+    run = prepare_run(r, catalog=catalog)
+    state = TrainState(epochs=2)
+    state.generator = torch.Generator()
+    begin_epoch(run, state, 0)
+    step = make_train_step(run)
+    for _, (x, y) in zip(range(3), epoch_batches(run, state)):  # the EMA now holds an average
+        step(x, y, state)
+    ema = run.tricks["live_ema"]
+    before = {k: v.clone() for k, v in ema.shadow.items()}
+    sweep(run, start=1e-4, end=1.0, steps=30)
+    assert before.keys() == ema.shadow.keys()
+    assert all(torch.equal(before[k], ema.shadow[k]) for k in before)
+
+
+def test_restore_is_not_interrupted_by_a_second_ctrl_c(monkeypatch):
+    """Ctrl-C during the restore (a second one, right after the first) is held until the restore is
+    done, then raised: the run is never left half restored."""
+    import os
+    import signal
+
+    from trickbag.lr_range import sweep as sweep_module
+
+    run = trained_run(recipe())
+    before = everything(run)
+    original = sweep_module.Snapshot.restore
+
+    def restore_with_a_signal(self, run_):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while restoring
+        original(self, run_)
+
+    monkeypatch.setattr(sweep_module.Snapshot, "restore", restore_with_a_signal)
+
+    def interrupt(i, lr, loss, smoothed):
+        if i == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(run, steps=50, on_step=interrupt)
+    assert_identical(before, everything(run))

@@ -51,7 +51,8 @@ class TrainState:
     progress: float = 0.0  # epochs completed, fractional
     samples_seen: int = 0  # training samples seen (global, all ranks)
     batch_size: int = 0  # per-device batch size of the current epoch
-    steps_per_epoch: int = 0  # steps in the current epoch (depends on the batch size)
+    steps_per_epoch: int = 0  # steps of a full epoch at the current batch size (progress = epoch + step / this)
+    epoch_steps: int = 0  # steps the loop takes in the current epoch (fewer in a fractional last epoch)
     lr: float = 0.0
     momentum: float | None = None
     loss: torch.Tensor | None = None  # last step's training loss, detached, still on the device
@@ -59,6 +60,7 @@ class TrainState:
     world_size: int = 1
     rank: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # last epoch's metrics row
+    sweep: bool = False  # True during an LR range test: its steps are undone afterwards
 
 
 @dataclass
@@ -77,6 +79,7 @@ class RunContext:
     lr_schedule: Callable[[float], float] | None = None
     momentum_schedule: Callable[[float], float] | None = None
     speed: Speed = field(default_factory=Speed)  # channels_last, compile, fused optimizer... as resolved for the device
+    tricks: dict[str, object] = field(default_factory=dict)  # the run objects of the enabled tricks, by name
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,5 +98,8 @@ class RunContext:
 
     @property
     def total_steps(self) -> int:
-        """Optimizer steps in the run at the recipe's batch size."""
-        return max(1, round(self.epochs * self.steps_per_epoch))
+        """Optimizer steps in the run at the recipe's batch size, counted as the loop counts them
+        (``engine/plan.py``): a fractional last epoch takes ``ceil`` of its share of steps."""
+        from trickbag.engine.plan import nominal_steps
+
+        return max(1, nominal_steps(self.epochs, self.steps_per_epoch))

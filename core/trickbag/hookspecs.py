@@ -63,6 +63,20 @@ def trickbag_declare_tricks() -> TrickSpec | list[TrickSpec]:
 # --------------------------------------------------------------------------------------------
 
 
+@hookspec
+def trickbag_check(context: RunContext) -> None:
+    """Check what only this trick can know is wrong, before any work: raise
+    :class:`trickbag.UserError` with one line naming the option (``tricks.distillation.teacher
+    '/runs/x' holds no checkpoint.pt``). The CLI prints it and exits with code 2.
+
+    Called first in every run's setup, so ``trickbag check``, ``trickbag run``, ``lr-find`` and
+    the TUI all refuse the recipe before training. Option types and ranges are already validated
+    by the trick's options model; this is for what needs the file system, the data or other tricks.
+
+    All implementations are called.
+    """
+
+
 @hookspec(firstresult=True)
 def trickbag_build_model(config: ModelConfig, info: DataInfo) -> nn.Module | None:
     """Build the model named by ``config.name`` for data described by ``info``.

@@ -12,8 +12,10 @@ comma-separated list loads only those entry-point names.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import inspect
+import logging
 import os
 import types
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trickbag import hookspecs
 from trickbag.errors import PluginError, UserError, did_you_mean
+
+log = logging.getLogger("trickbag")
 
 ENTRY_POINT_GROUP = "trickbag"
 ALLOW_ENV = "TRICKBAG_PLUGINS"
@@ -73,66 +77,136 @@ def hooks_of(obj: object) -> list[str]:
     return sorted(names)
 
 
-def _check_hook_names(obj: object, where: str) -> None:
-    """Fail loudly on a misspelt hook (what ``check_pending`` does, but for trick classes too)."""
+def check_hooks(obj: object, where: str) -> None:
+    """What pluggy would refuse at registration, as one line: an unknown hook name, or an argument the
+    hook does not pass. A ``trickbag_*`` method without ``@hookimpl`` is never called: warn."""
     known = {name for name in dir(hookspecs) if name.startswith("trickbag_")}
-    for name in hooks_of(obj):
+    for name in dir(obj):
+        if not name.startswith("trickbag_"):
+            continue
+        member = getattr(obj, name, None)
+        if not callable(member):
+            continue
+        if not hasattr(member, "trickbag_impl"):
+            if name in known:
+                log.warning("%s: %s() has no @hookimpl, so it is never called", where, name)
+            continue
         if name not in known:
             raise PluginError(f"{where} implements unknown hook '{name}'{did_you_mean(name, sorted(known))}")
+        passed = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        # what pluggy matches: the parameters without defaults (self excluded)
+        taken = [
+            n for n, q in inspect.signature(member).parameters.items()
+            if n != "self" and q.default is q.empty and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)
+        ]
+        for arg in taken:
+            if arg not in passed:
+                raise PluginError(f"{where}: {name}() takes '{arg}', which the hook does not pass (it passes: {', '.join(passed)})")
 
 
 class Catalog:
-    """The installed tricks, loaded from entry points once."""
+    """The installed tricks, loaded from entry points once.
+
+    A plugin that fails to import, to declare its tricks or to pass :func:`check_hooks` is set
+    aside in ``broken`` with one line saying why: it is reported once as a warning, and becomes an
+    error only for a recipe that enables it, so one broken package never blocks the others."""
 
     def __init__(self) -> None:
         self.pm = new_manager()
         self.tricks: dict[str, InstalledTrick] = {}
+        self.broken: dict[str, str] = {}  # entry-point name -> why it cannot be used
         self.loaded = False
 
     def load(self, extra_modules: Iterable[object] = ()) -> "Catalog":
         if self.loaded:
             return self
         allow = os.environ.get(ALLOW_ENV)
-        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()} - {"none"}
+        seen = set()
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            seen.add(ep.name)
             if allowed is not None and ep.name not in allowed:
                 continue
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not take the CLI down silently
-                raise PluginError(f"plugin '{ep.name}' failed to import: {type(exc).__name__}: {exc}") from exc
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not take the CLI down
+                self._set_aside(ep.name, dist, f"failed to import: {type(exc).__name__}: {_first_line(exc)}")
+                continue
             self._register(module, ep.name, dist, version)
         for module in extra_modules:
             self._register(module, getattr(module, "__name__", repr(module)), "(local)", "")
-        self.pm.check_pending()
+        for name in sorted((allowed or set()) - seen):
+            log.warning("%s names '%s', which no installed distribution provides", ALLOW_ENV, name)
         self.loaded = True
         return self
+
+    def _set_aside(self, name: str, dist: str, why: str) -> None:
+        self.broken[name] = f"plugin '{name}' ({dist}) {why}"
+        log.warning("%s; it is skipped", self.broken[name])
 
     def _register(self, module: object, name: str, dist: str, version: str) -> None:
         if self.pm.is_registered(module):
             return
-        self.pm.register(module, name=name)
+        where = f"plugin '{name}' ({dist})"
+        try:
+            check_hooks(module, where)
+            self.pm.register(module, name=name)
+            self.pm.check_pending()
+        except (PluginError, pluggy.PluginValidationError) as exc:
+            if self.pm.is_registered(module):
+                self.pm.unregister(module)
+            self._set_aside(name, dist, f"is invalid: {_first_line(exc).removeprefix(where + ' ')}")
+            return
         impl = getattr(module, "trickbag_declare_tricks", None)
         if impl is None:
             return
-        declared = impl()
-        for spec in declared if isinstance(declared, list) else [declared]:
-            target = spec.create if inspect.isclass(spec.create) else spec.create(spec.options())
-            _check_hook_names(target, f"trick '{spec.name}'")
-            if spec.name in self.tricks:
-                other = self.tricks[spec.name].distribution
-                raise PluginError(f"trick '{spec.name}' is declared by both {other} and {dist}")
-            self.tricks[spec.name] = InstalledTrick(spec, name, dist, version, hooks_of(target))
+        try:
+            declared = impl()
+            specs = declared if isinstance(declared, list) else [declared]
+            bad = [s for s in specs if not isinstance(s, TrickSpec)]
+            if bad:
+                raise PluginError(f"trickbag_declare_tricks returned {type(bad[0]).__name__}, not a TrickSpec (or a list of them)")
+            found = {}
+            for spec in specs:
+                found[spec.name] = InstalledTrick(spec, name, dist, version, _hooks_of_spec(spec, f"trick '{spec.name}' of {where}"))
+        except Exception as exc:
+            self.pm.unregister(module)
+            self._set_aside(name, dist, f"cannot declare its tricks: {type(exc).__name__}: {_first_line(exc)}")
+            return
+        for trick, installed in found.items():
+            if trick in self.tricks:
+                raise PluginError(f"trick '{trick}' is declared by both {self.tricks[trick].distribution} and {dist}")
+            self.tricks[trick] = installed
 
     def get(self, name: str) -> InstalledTrick:
-        try:
+        if name in self.tricks:
             return self.tricks[name]
-        except KeyError:
-            hint = did_you_mean(name, sorted(self.tricks))
-            package = "trickbag-" + name.replace("_", "-")
-            raise UserError(f"trick '{name}' is not installed{hint} (pip install {package})") from None
+        if name in self.broken:  # by convention a plugin's entry point is named after its trick
+            raise PluginError(f"trick '{name}' cannot be used: {self.broken[name]}")
+        hint = did_you_mean(name, sorted(self.tricks))
+        package = "trickbag-" + name.replace("_", "-")
+        raise UserError(f"trick '{name}' is not installed{hint} (pip install {package})")
+
+
+def _hooks_of_spec(spec: TrickSpec, where: str) -> list[str]:
+    """The hooks a trick's run object implements, checked as :func:`check_hooks` does. A factory
+    that is not a class is called with default options, when the options have defaults."""
+    if not isinstance(spec.options, type) or not issubclass(spec.options, TrickOptions):
+        raise PluginError(f"{where}: options must be a TrickOptions subclass")
+    target = spec.create
+    if not inspect.isclass(target):
+        if any(f.is_required() for f in spec.options.model_fields.values()):
+            return []  # cannot build it without the recipe's values: hooks are checked at run time
+        target = spec.create(spec.options())
+    check_hooks(target, where)
+    return hooks_of(target)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 _catalog: Catalog | None = None
@@ -159,16 +233,31 @@ def run_manager(tricks: dict[str, TrickOptions], catalog: Catalog, extra: Iterab
     pm = new_manager()
     pm.register(EngineDefaults(), name="trickbag.engine")
     objects: dict[str, object] = {}
-    for name, options in tricks.items():
+    labels: dict[str, str] = {}  # plugin name -> how errors name it
+    # pluggy calls the newest registration first: registering in reverse makes every hook run the
+    # tricks in recipe order (transform_batch edits compose in that order; the first wrapper is
+    # outermost)
+    for name, options in reversed(list(tricks.items())):
         if not options.enabled:
             continue
-        obj = catalog.get(name).spec.create(options)
+        installed = catalog.get(name)
+        labels[name] = f"trick '{name}' ({installed.distribution})"
+        try:
+            obj = installed.spec.create(options)
+        except Exception as exc:
+            raise PluginError(f"{labels[name]} could not be created: {type(exc).__name__}: {_first_line(exc)}") from exc
+        check_hooks(obj, labels[name])
         pm.register(obj, name=name)
         objects[name] = obj
+    objects = dict(reversed(list(objects.items())))  # recipe order again
     _refuse_rival_deciders(pm, objects)
     for i, obj in enumerate(extra):
-        pm.register(obj, name=f"observer.{type(obj).__name__}.{i}")
+        name = f"observer.{type(obj).__name__}.{i}"
+        labels[name] = f"observer '{type(obj).__name__}'"
+        check_hooks(obj, labels[name])
+        pm.register(obj, name=name)
     pm.check_pending()
+    pm.trickbag_labels = labels  # read by culprit()
     return pm, objects
 
 
@@ -211,4 +300,20 @@ def culprit(pm: pluggy.PluginManager, exc: BaseException) -> str | None:
         tb = tb.tb_next
     if found is None:
         return None
-    return f"trick '{found[0]}' raised in {found[1]}: {type(exc).__name__}: {exc}"
+    label = getattr(pm, "trickbag_labels", {}).get(found[0], f"trick '{found[0]}'")
+    return f"{label} raised in {found[1]}: {type(exc).__name__}: {_first_line(exc)}"
+
+
+@contextlib.contextmanager
+def blamed(pm: pluggy.PluginManager):
+    """Turn an exception raised inside a trick's hook into a one-line :class:`PluginError` that
+    names the trick, its distribution and the hook; user errors and Ctrl-C pass through."""
+    try:
+        yield
+    except (UserError, PluginError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        blame = culprit(pm, exc)
+        if blame:
+            raise PluginError(blame) from exc
+        raise

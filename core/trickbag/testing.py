@@ -1,9 +1,15 @@
 """Helpers for testing tricks, loaded by pytest as a plugin (entry point ``pytest11``).
 
-Plugin authors get them too: ``plugin_row("my_trick")`` is what ``trickbag plugins --json`` says
-about an installed trick, and the ``single_thread`` fixture runs a test's tiny tensors on one
-thread (torch's intra-op pool only adds wake-up latency there, milliseconds per op on a busy
-2-core machine).
+Plugin authors get them too (``docs/plugin-api.md``):
+
+* ``run_trick({"my_trick": {...}}, modules=[my_module])`` trains a real short run in-process
+  (embedded digits, an MLP, one epoch, a second or two) with the trick enabled, and returns what
+  happened at every step (LR, momentum, batch size, loss) and the trick objects as they ended;
+  ``modules`` lets a test load a plugin module that is not installed;
+* ``plugin_row("my_trick")`` is what ``trickbag plugins --json`` says about an installed trick;
+* the ``single_thread`` fixture runs a test's tiny tensors on one thread (torch's intra-op pool
+  only adds wake-up latency there, milliseconds per op on a busy 2-core machine);
+* ``torchrun([...])`` runs the CLI under torchrun on CPU ranks.
 """
 from __future__ import annotations
 
@@ -11,10 +17,72 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import pytest
 import torch
+
+
+@dataclass
+class StepRecord:
+    progress: float
+    lr: float
+    momentum: float | None
+    batch_size: int
+    loss: float
+
+
+@dataclass
+class TrickRun:
+    summary: dict[str, Any]  # what fit() returned: best/final val_acc, history (one row per epoch)
+    steps: list[StepRecord] = field(default_factory=list)
+    tricks: dict[str, object] = field(default_factory=dict)  # the run objects of the enabled tricks
+
+
+def run_trick(
+    tricks: dict[str, dict[str, Any]],
+    *,
+    modules: Iterable[object] = (),
+    observers: Iterable[object] = (),
+    out_dir: "os.PathLike | None" = None,
+    **sections: dict[str, Any],
+) -> TrickRun:
+    """Train a real short run with ``tricks`` enabled and record every step.
+
+    The recipe is one epoch of an MLP on scikit-learn's digits at batch 100 (15 steps); any section
+    (``data=``, ``model=``, ``optimizer=``, ``training=``) given updates it. ``modules`` are plugin
+    modules to load besides the installed ones, e.g. the module under test imported directly.
+    Nothing is written unless ``out_dir`` is given. Losses are read once per step (a device sync:
+    this is for tests, not for speed)."""
+    from trickbag.engine.loop import fit
+    from trickbag.hookspecs import hookimpl
+    from trickbag.plugins import Catalog
+    from trickbag.recipe import build_recipe
+
+    raw: dict[str, Any] = {
+        "data": {"name": "digits", "val_size": 297},
+        "model": {"name": "mlp", "width": 32},
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        "training": {"epochs": 1, "batch_size": 100, "checkpoint": out_dir is not None},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    raw["tricks"] = tricks
+    catalog = Catalog().load(extra_modules=list(modules))
+    record = TrickRun(summary={})
+
+    class Recorder:
+        @hookimpl
+        def trickbag_fit_start(self, context):
+            record.tricks = context.tricks
+
+        @hookimpl
+        def trickbag_step_end(self, state):
+            record.steps.append(StepRecord(state.progress, state.lr, state.momentum, state.batch_size, float(state.loss)))
+
+    record.summary = fit(build_recipe(raw, catalog=catalog), out_dir, observers=[Recorder(), *observers], catalog=catalog)
+    return record
 
 
 def plugin_row(name: str) -> dict[str, Any]:

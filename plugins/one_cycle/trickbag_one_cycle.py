@@ -81,6 +81,8 @@ class Cycle:
         last = len(self.phases) - 1
         for i, (stop, a, b) in enumerate(self.phases):
             if step <= stop or i == last:
-                return anneal(a, b, (step - begin) / (stop - begin), self.shape)
+                # clamped: a progress past the last step (a preview's end point) stays at the end
+                pct = min(1.0, max(0.0, (step - begin) / (stop - begin)))
+                return anneal(a, b, pct, self.shape)
             begin = stop
         raise AssertionError("unreachable")

@@ -3,9 +3,7 @@ range test, the chosen LR bounds, the saved tuned recipe. Plain Python (no Textu
 screens, safe to call from worker threads where it says so."""
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +206,7 @@ class Session:
 
         Cheap (no data, no model): the prepared run lends its data size and context; a fresh plugin
         manager builds the tricks from the bounded recipe and answers the schedule hooks."""
+        from trickbag.engine.plan import plan_run
         from trickbag.plugins import load_plugins, run_manager
 
         run = self.run
@@ -221,24 +220,9 @@ class Session:
             momentum_of = pm.hook.trickbag_momentum_schedule(base_momentum=self.base_momentum, context=context)
 
         # every epoch at the batch size the tricks give it, steps as the loop counts them
-        epochs, batch = recipe.training.epochs, recipe.training.batch_size
-        counts, sizes = [], []
-        for epoch in range(math.ceil(epochs)):
-            size = pm.hook.trickbag_batch_size(epoch=epoch, batch_size=batch, context=context) or batch
-            n = run.train.num_batches(size * run.world_size)
-            counts.append((n, min(n, math.ceil((epochs - epoch) * n))))
-            if not sizes or sizes[-1][1] != size:
-                sizes.append((epoch, size))
-        starts = [0]
-        for _, taken in counts:
-            starts.append(starts[-1] + taken)
-        total = starts[-1]
-        n = min(points, total)
-        picks = sorted({round(i * (total - 1) / max(n - 1, 1)) for i in range(n)})
-        progress = []
-        for k in picks:
-            epoch = bisect.bisect_right(starts, k) - 1
-            progress.append(epoch + (k - starts[epoch]) / counts[epoch][0])
+        plan = plan_run(pm.hook, context, run.train.num_batches)
+        epochs, sizes, total = recipe.training.epochs, plan.batch_size_changes(), plan.total_steps
+        progress = plan.progress_points(points)
         lr = [lr_of(p) for p in progress]
         if momentum_of is not None:
             momentum = [momentum_of(p) for p in progress]

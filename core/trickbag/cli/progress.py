@@ -1,10 +1,16 @@
-"""A rich progress bar as an ordinary observer plugin: the loop knows nothing about it."""
+"""The run's terminal display as an ordinary observer plugin: the loop knows nothing about it.
+
+A live bar for the epoch in progress (transient: it leaves no stale bar behind when the run ends
+or is interrupted) and one permanent line per finished epoch. With ``live=False`` (``-q``) only
+the epoch lines print.
+"""
 from __future__ import annotations
 
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from trickbag.hookspecs import hookimpl
 
@@ -12,12 +18,13 @@ from trickbag.hookspecs import hookimpl
 class ProgressBar:
     REFRESH = 0.25  # seconds between loss read-outs (each one syncs the device)
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, live: bool = True) -> None:
         self.console = console or Console(stderr=True)
+        self.live = live
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=False,
+            console=self.console, transient=True, disable=not live,
         )
         self.task = None
         self.last = 0.0
@@ -28,13 +35,15 @@ class ProgressBar:
 
     @hookimpl
     def trickbag_epoch_start(self, state):
-        total = min(state.steps_per_epoch, max(1, round((state.epochs - state.epoch) * state.steps_per_epoch)))
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task("train", total=total, epoch=f"{state.epoch + 1}/{int(-(-state.epochs // 1))}", loss="-", lr="-")
+        epochs = int(-(-state.epochs // 1))
+        self.task = self.progress.add_task("train", total=state.epoch_steps, epoch=f"{state.epoch + 1}/{epochs}", loss="-", lr="-")
 
     @hookimpl
     def trickbag_step_end(self, state):
+        if not self.live or state.sweep:
+            return
         now = time.monotonic()
         if now - self.last < self.REFRESH:
             self.progress.advance(self.task)
@@ -44,11 +53,11 @@ class ProgressBar:
 
     @hookimpl
     def trickbag_epoch_end(self, state, metrics):
-        self.progress.update(self.task, completed=self.progress.tasks[-1].total)
-        self.progress.console.print(
+        self.progress.update(self.task, completed=state.epoch_steps)
+        self.progress.console.print(Text(
             f"epoch {metrics['epoch']:>3}  train_loss {metrics['train_loss']:.4f}  val_loss {metrics['val_loss']:.4f}  "
             f"val_acc {metrics['val_acc']:.4f}  lr {metrics['lr']:.3g}  {metrics['seconds']:.1f}s"
-        )
+        ))
 
     def close(self) -> None:
         self.progress.stop()

@@ -18,7 +18,7 @@ from trickbag.context import RunContext
 from trickbag.data import TrainSource, ValSource, load_data
 from trickbag.engine.device import seed_everything, select_device
 from trickbag.engine.speed import BackendFlags, resolve_speed
-from trickbag.plugins import Catalog, load_plugins, run_manager
+from trickbag.plugins import Catalog, blamed, load_plugins, run_manager
 from trickbag.recipe import Recipe
 
 
@@ -79,11 +79,21 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
 
     train, val = load_data(recipe.data, device)
     pm, tricks = run_manager(recipe.tricks, catalog or load_plugins(), observers)
-    hook = pm.hook
     # every rank draws the same global batch and keeps its slice, so data order is the same
     # whatever the world size (see loop.py)
     steps = train.num_batches(training.batch_size * world)
-    context = RunContext(recipe=recipe, info=train.info, device=device, steps_per_epoch=steps, world_size=world, rank=rank, out_dir=out_dir)
+    context = RunContext(recipe=recipe, info=train.info, device=device, steps_per_epoch=steps, world_size=world, rank=rank,
+                         out_dir=out_dir, tricks=tricks)
+    with blamed(pm):  # a trick that raises in a setup hook is named, with its hook, in one line
+        return _assemble(recipe, pm, tricks, context, train, val)
+
+
+def _assemble(recipe: Recipe, pm: pluggy.PluginManager, tricks: dict[str, object], context: RunContext,
+              train: TrainSource, val: ValSource) -> Run:
+    training, hook, device, world = recipe.training, pm.hook, context.device, context.world_size
+
+    # -- tricks check what only they can (a teacher's run folder exists...), before any work
+    hook.trickbag_check(context=context)
 
     # -- model: built (a trick may bring the architecture), then tweaked and initialised in place
     raw_model = hook.trickbag_build_model(config=recipe.model, info=train.info)
@@ -119,7 +129,7 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
     return Run(
         recipe=recipe, pm=pm, tricks=tricks, context=context, model=model, raw_model=raw_model, optimizer=optimizer,
         train=train, val=val, lr_schedule=lr_schedule, momentum_schedule=momentum_schedule, scaler=scaler,
-        device=device, world_size=world, rank=rank,
+        device=device, world_size=world, rank=context.rank,
         group_scales=[(g, g.get("lr_scale", 1.0)) for g in optimizer.param_groups],
         flags=BackendFlags(speed, training.deterministic),  # last: nothing above may leave them set
     )

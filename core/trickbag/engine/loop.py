@@ -5,6 +5,7 @@ may change the batch size between epochs and every schedule still lands where it
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Any, Iterable
 import torch
 
 from trickbag.runs import checkpoint as ckpt
+from trickbag.runs.checkpoint import checked_state
 from trickbag.runs import folder as rundir
 from trickbag.context import TrainState
 from trickbag.engine.device import autocast_dtype
-from trickbag.errors import PluginError, UserError
+from trickbag.errors import UserError
 from trickbag.engine.evaluate import evaluate
-from trickbag.plugins import Catalog, culprit
+from trickbag.plugins import Catalog, blamed
 from trickbag.recipe import Recipe
 from trickbag.engine.assemble import Run, prepare_run
 from trickbag.engine.step import begin_epoch, epoch_batches, live, make_train_step, set_momentum
@@ -43,14 +45,8 @@ def fit(
     try:
         run = prepare_run(recipe, out, observers, catalog)
         try:
-            return _train(run, out, resume)
-        except (UserError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # name the trick and hook that raised, if one did
-            blame = culprit(run.pm, exc)
-            if blame:
-                raise PluginError(blame) from exc
-            raise
+            with blamed(run.pm):  # a trick that raises is named, with its hook, in one line
+                return _train(run, out, resume)
         finally:
             run.release()
     finally:
@@ -92,10 +88,9 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
         hook.trickbag_epoch_start(state=state)
         losses: list[torch.Tensor] = []  # averaged once per epoch: no device sync per step
 
-        for step, (inputs, targets) in enumerate(epoch_batches(run, state)):
+        # state.epoch_steps: all of the epoch's steps, or those of a fractional last epoch (plan.py)
+        for step, (inputs, targets) in zip(range(state.epoch_steps), epoch_batches(run, state)):
             progress = epoch + step / steps
-            if progress >= training.epochs:  # fractional last epoch
-                break
 
             # -- schedules: LR (times each group's lr_scale) and momentum at this progress
             lr = lr_of(progress)
@@ -151,8 +146,9 @@ def _snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapse
         "best_val_acc": best, "elapsed": elapsed,
         "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-        "tricks": {name: obj.state_dict() for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
+        "tricks": {name: checked_state(name, obj.state_dict()) for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
         "recipe": run.recipe.to_dict(),
+        "info": dataclasses.asdict(run.train.info),  # rebuilds the model without loading the data (runs/model.py)
     }
 
 
@@ -166,7 +162,11 @@ def _restore(run: Run, saved: dict[str, Any]) -> None:
     if run.scaler is not None and saved.get("scaler"):
         run.scaler.load_state_dict(saved["scaler"])
     for name, obj in run.tricks.items():
-        if name in saved.get("tricks", {}) and hasattr(obj, "load_state_dict"):
-            obj.load_state_dict(saved["tricks"][name])
+        if not hasattr(obj, "load_state_dict"):
+            continue
+        if name not in saved.get("tricks", {}):  # resuming without it would silently start it afresh
+            raise UserError(f"--resume: the checkpoint holds no state for trick '{name}', which the recipe enables "
+                            "(it was added after the run started, or its plugin saved none)")
+        obj.load_state_dict(saved["tricks"][name])
     # load_state_dict replaced the optimizer's group dicts: point the LR setter at the new ones
     run.group_scales = [(g, g.get("lr_scale", 1.0)) for g in run.optimizer.param_groups]

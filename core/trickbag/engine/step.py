@@ -9,6 +9,7 @@ import torch
 
 from trickbag.context import Batch, TrainState
 from trickbag.engine.device import autocast_dtype, epoch_seed, reseed_global
+from trickbag.engine.plan import batch_size_for, steps_in_epoch
 from trickbag.engine.assemble import Run
 
 Step = Callable[[torch.Tensor, torch.Tensor, TrainState], torch.Tensor]
@@ -20,14 +21,15 @@ def live(caller):
 
 
 def begin_epoch(run: Run, state: TrainState, epoch: int) -> int:
-    """Reseed from (seed, epoch), ask tricks for the batch size; returns the steps in the epoch."""
+    """Reseed from (seed, epoch), ask tricks for the batch size; returns the steps of a full epoch
+    (``state.epoch_steps`` says how many the loop takes in this one)."""
     training = run.recipe.training
     seed = epoch_seed(training.seed, epoch)
     reseed_global(seed, run.device)  # per-epoch seeds: a resumed run replays exactly
     state.generator.manual_seed(seed)
-    batch_size = run.pm.hook.trickbag_batch_size(epoch=epoch, batch_size=training.batch_size, context=run.context) or training.batch_size
-    state.epoch, state.batch_size = epoch, batch_size
-    state.steps_per_epoch = run.train.num_batches(batch_size * run.world_size)
+    state.epoch, state.batch_size = epoch, batch_size_for(run.pm.hook, epoch, run.context)
+    state.steps_per_epoch = run.train.num_batches(state.batch_size * run.world_size)
+    state.epoch_steps = steps_in_epoch(training.epochs, epoch, state.steps_per_epoch)
     return state.steps_per_epoch
 
 

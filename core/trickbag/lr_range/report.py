@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from trickbag.lr_range.sweep import LRFindResult
 
@@ -31,11 +32,11 @@ def print_suggestions(console: Console, result: LRFindResult) -> None:
     table.add_column("lr", justify="right")
     table.add_column("how")
     for name, rule in s.rules.items():
-        table.add_row(name, f"{rule.lr:.3g}" if rule.lr else "-", rule.note)
+        table.add_row(name, f"{rule.lr:.3g}" if rule.lr else "-", Text(rule.note))
     console.print(table)
     if s.base_lr and s.max_lr:
         console.print(f"bounds: base_lr {s.base_lr:.3g}, max_lr {s.max_lr:.3g}")
     if s.recommended:
-        console.print(f"[bold]recommended: {s.recommended:.3g}[/bold]  ({s.reason})")
+        console.print(Text.assemble((f"recommended: {s.recommended:.3g}", "bold"), f"  ({s.reason})"))
     else:
-        console.print(f"no recommendation: {s.reason}")
+        console.print(Text(s.reason))  # "no recommendation: <why>"

@@ -9,9 +9,12 @@ of (seed, epoch).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +24,12 @@ import numpy as np
 import torch
 
 from trickbag.context import TrainState
-from trickbag.errors import UserError
+from trickbag.errors import PluginError, UserError
 from trickbag.lr_range.suggest import Suggestions, suggest
+from trickbag.plugins import culprit
 from trickbag.recipe import Recipe
 from trickbag.engine.assemble import Run, prepare_run
-from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step, set_lr
+from trickbag.engine.step import begin_epoch, epoch_batches, live, make_train_step, set_lr
 
 Mode = Literal["exp", "linear"]
 
@@ -91,14 +95,21 @@ def sweep(
     losses: list[float] = []
     smoothed: list[float] = []
     stopped = "end"
+    hook = run.pm.hook
+    step_end = live(hook.trickbag_step_end)
     try:
         run.model.train()
         train_step = make_train_step(run)
-        state = TrainState(epochs=run.recipe.training.epochs, world_size=run.world_size, rank=run.rank)
+        state = TrainState(epochs=run.recipe.training.epochs, world_size=run.world_size, rank=run.rank, sweep=True)
         state.generator = torch.Generator(device=run.device)
+        # the hooks a real run calls around its steps, so a trick that prepares itself there (a
+        # teacher loaded in fit_start, per-epoch draws in epoch_start) works in a sweep too; eval_end,
+        # epoch_end and fit_end are not called: a sweep trains no epoch to its end and evaluates nothing
+        hook.trickbag_fit_start(context=run.context)
         avg, best, epoch = 0.0, math.inf, 0
         while len(lrs) < steps and stopped == "end":
             steps_in_epoch = begin_epoch(run, state, epoch)
+            hook.trickbag_epoch_start(state=state)
             for i, (inputs, targets) in enumerate(epoch_batches(run, state)):
                 if len(lrs) == steps:
                     break
@@ -109,7 +120,12 @@ def sweep(
                 lr = lr_at(n, start, end, steps, mode)
                 set_lr(run, lr)
                 state.lr, state.progress, state.step_in_epoch = lr, epoch + i / steps_in_epoch, i
-                loss = _mean_over_ranks(train_step(inputs, targets, state), run.world_size)
+                state.loss = train_step(inputs, targets, state)
+                state.global_step += 1
+                state.samples_seen += state.batch_size * run.world_size
+                if step_end:
+                    step_end(state=state)
+                loss = _mean_over_ranks(state.loss, run.world_size)
                 # bias-corrected EMA (fastai's recorder): early values are not dragged towards 0
                 avg = beta * avg + (1 - beta) * loss
                 smooth = avg / (1 - beta ** (n + 1))
@@ -123,8 +139,14 @@ def sweep(
                     break
                 best = min(best, smooth)
             epoch += 1
+    except Exception as exc:  # a trick that raised is named, with its hook, in one line
+        blame = None if isinstance(exc, (UserError, PluginError)) else culprit(run.pm, exc)
+        if blame:
+            raise PluginError(blame) from exc
+        raise
     finally:
-        snapshot.restore(run)
+        with uninterruptible():  # a second Ctrl-C must not leave the run half restored
+            snapshot.restore(run)
     settings = {"start": start, "end": end, "steps": steps, "mode": mode, "diverge": diverge, "smooth": beta}
     suggestions = suggest(lrs, losses, smoothed, num_it=steps)  # fastai skips a tenth of the *planned* steps
     return LRFindResult(lrs, losses, smoothed, stopped, suggestions, time.perf_counter() - t0, settings)
@@ -170,7 +192,8 @@ class Snapshot:
             optimizer_state={p: _clone(s) for p, s in run.optimizer.state.items()},
             optimizer_groups=[{k: _clone(v) for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups],
             scaler=_clone(run.scaler.state_dict()) if run.scaler is not None else None,
-            tricks={name: obj.state_dict() if hasattr(obj, "state_dict") else copy.deepcopy(vars(obj)) for name, obj in run.tricks.items()},
+            # copies: a torch-style state_dict hands out live tensors that the sweep's steps change
+            tricks={name: _clone(obj.state_dict()) if hasattr(obj, "state_dict") else copy.deepcopy(vars(obj)) for name, obj in run.tricks.items()},
             rng={
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
@@ -195,7 +218,7 @@ class Snapshot:
             run.scaler.load_state_dict(_clone(self.scaler))
         for name, obj in run.tricks.items():
             if hasattr(obj, "load_state_dict"):
-                obj.load_state_dict(self.tricks[name])
+                obj.load_state_dict(_clone(self.tricks[name]))
             else:
                 vars(obj).clear()
                 vars(obj).update(copy.deepcopy(self.tricks[name]))
@@ -204,6 +227,23 @@ class Snapshot:
             torch.cuda.set_rng_state_all(self.rng["cuda"])
         random.setstate(self.rng["python"])
         np.random.set_state(self.rng["numpy"])
+
+
+@contextlib.contextmanager
+def uninterruptible():
+    """Hold SIGINT (Ctrl-C) until the block is done, then raise it: a restore either happens whole
+    or not at all. Only the main thread receives signals; elsewhere this is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _clone(value: Any) -> Any:

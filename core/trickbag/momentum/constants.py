@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
 from trickbag.engine.assemble import plan_context
+from trickbag.engine.plan import plan_run
 
 if TYPE_CHECKING:
     from trickbag.data import TrainSource
@@ -68,13 +69,8 @@ def time_constant(beta: float) -> float:
 def run_length(recipe: Recipe, train: TrainSource) -> RunLength:
     """Steps per epoch (at the recipe's batch size) and in the whole run (at the tricks' batch sizes)."""
     pm, context = plan_context(recipe, train)
-    batch, epochs = recipe.training.batch_size, recipe.training.epochs
-    total = 0
-    for epoch in range(math.ceil(epochs)):
-        size = pm.hook.trickbag_batch_size(epoch=epoch, batch_size=batch, context=context) or batch
-        n = train.num_batches(size)
-        total += min(n, math.ceil((epochs - epoch) * n))  # the loop stops a fractional last epoch early
-    return RunLength(context.steps_per_epoch, max(1, total))
+    plan = plan_run(pm.hook, context, train.num_batches)
+    return RunLength(context.steps_per_epoch, max(1, plan.total_steps))
 
 
 def recipe_betas(recipe: Recipe, train: TrainSource) -> list[tuple[float, str]]:

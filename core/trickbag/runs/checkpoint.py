@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from trickbag.errors import UserError
+from trickbag.errors import PluginError, UserError
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -44,3 +44,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict) or "model" not in obj or "epoch" not in obj:
         raise UserError(f"checkpoint '{path}' is not a trickbag checkpoint (no model/epoch entries)")
     return obj
+
+
+# What torch.load(weights_only=True) reads back: tensors, plain values and containers of them.
+_PLAIN = (torch.Tensor, int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def checked_state(trick: str, state: Any) -> Any:
+    """A trick's ``state_dict()``, refused at save time (naming the trick and where) if it holds
+    something a ``weights_only`` load would refuse: otherwise the checkpoint is written fine and
+    only the next ``--resume`` finds out, with the trick unnamed."""
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, _PLAIN):
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, (str, int)):
+                    raise PluginError(f"trick '{trick}': state_dict() has a {type(key).__name__} key at {where or 'the top'}; use str or int keys")
+                walk(item, f"{where}[{key!r}]")
+            return
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+            return
+        raise PluginError(
+            f"trick '{trick}': state_dict() holds a {type(value).__name__} at {where or 'the top'}; checkpoints are read with "
+            "weights_only=True, which refuses it (store tensors and plain values: str(path), float(x))"
+        )
+
+    walk(state, "")
+    return state

@@ -89,3 +89,70 @@ def test_engine_applies_it_like_torch_with_adam_betas(tmp_path):
     lrs, moms = torch_trace(2 * spe, spe, 2, optimizer="adam", max_lr=0.01)
     assert [lr for lr, _ in seen] == pytest.approx(lrs, rel=1e-12)
     assert [m for _, m in seen] == pytest.approx(moms, rel=1e-12)
+
+
+def record_run(epochs, tricks, batch_size=100):
+    from trickbag.engine.loop import fit
+    from trickbag.hookspecs import hookimpl
+    from trickbag.recipe import build_recipe
+
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            seen.append((state.progress, state.lr, state.momentum))
+
+    recipe = build_recipe({
+        "data": {"name": "digits", "val_size": 297},
+        "model": {"name": "mlp", "width": 16},
+        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+        "training": {"epochs": epochs, "batch_size": batch_size, "checkpoint": False},
+        "tricks": tricks,
+    })
+    fit(recipe, None, observers=[Recorder()])
+    return seen
+
+
+@pytest.mark.parametrize("epochs", [1.5, 2.3, 0.4])
+def test_fractional_epochs_equal_torch_onecycle(epochs):
+    """The loop's step count is the one the cycle is sized with: at 1.5 epochs of 15 steps the run
+    takes 23 steps, torch's OneCycleLR(total_steps=23) gives the same LR at each, and the last LR is
+    the cycle's minimum (not a jump back up)."""
+    from trickbag.engine.plan import nominal_steps
+
+    seen = record_run(epochs, {"one_cycle": {}})
+    spe = 1500 // 100
+    total = nominal_steps(epochs, spe)
+    assert len(seen) == total == {1.5: 23, 2.3: 35, 0.4: 6}[epochs]
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total)
+    for progress, lr, momentum in seen:
+        assert lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        assert momentum == pytest.approx(opt.param_groups[0]["momentum"], rel=1e-12)
+        opt.step()
+        sched.step()
+    assert seen[-1][1] == min(lr for _, lr, _ in seen)
+
+
+def test_batch_size_schedule_keeps_the_cycle_on_progress():
+    """Batch 100 then 300 from epoch 1: the cycle stays keyed on progress (the recipe's steps per
+    epoch), so every step lands where OneCycleLR is at progress * 15 (whole steps here, since 15
+    is a multiple of 5), and the LR falls steadily after the peak."""
+    seen = record_run(3, {"one_cycle": {}, "batch_size_schedule": {"milestones": [1], "factor": 3}})
+    spe = 15
+    assert len(seen) == 15 + 5 + 5  # 1500 samples: batch 100 -> 15 steps, batch 300 -> 5 steps
+    lrs, _ = torch_trace(3 * spe, spe, 3, max_lr=0.1)
+    for progress, lr, _ in seen:
+        assert lr == pytest.approx(lrs[round(progress * spe)], rel=1e-9)
+    assert [round(p * spe) for p, _, _ in seen][15:] == list(range(15, 45, 3))  # every third of torch's steps
+    peak = max(range(len(seen)), key=lambda i: seen[i][1])
+    after = [lr for _, lr, _ in seen[peak:]]
+    assert after == sorted(after, reverse=True)
+
+
+def test_phases_are_clamped_past_the_end():
+    context = SimpleNamespace(steps_per_epoch=10, total_steps=20)
+    lr_of = OneCycle(OneCycleOptions()).trickbag_lr_schedule(base_lr=1.0, context=context)
+    assert lr_of(2.5) == lr_of(1.9) == pytest.approx(1.0 / 25 / 1e4)  # past the last step: stays at the end
