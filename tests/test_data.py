@@ -91,10 +91,23 @@ def test_holdout_split():
     assert sorted(train_idx.tolist() + val_idx.tolist()) == list(range(100))
     assert torch.equal(holdout(100, 30, 5, "x")[1], val_idx)  # deterministic
     assert not torch.equal(holdout(100, 30, 6, "x")[1], val_idx)  # follows split_seed
-    # ...and only split_seed: the training seed does not move the validation set.
-    _, val = load(name="digits", val_size=200, split_seed=1)
-    _, val2 = load(name="digits", val_size=200, split_seed=1)
-    assert torch.equal(next(iter(val.batches(200)))[0], next(iter(val2.batches(200)))[0])
+
+
+
+def test_the_training_seed_does_not_move_the_validation_set():
+    """Only data.split_seed chooses the holdout: runs with other training.seed values are validated
+    on the same images, while their training order differs."""
+    from trickbag.engine.assemble import prepare_run
+    from trickbag.recipe import build_recipe
+
+    runs = [prepare_run(build_recipe({"data": {"name": "digits", "val_size": 200}, "model": {"name": "mlp"},
+                                      "training": {"seed": seed}})) for seed in (0, 7)]
+    (xa, ya), (xb, yb) = (next(iter(r.val.batches(200))) for r in runs)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    (_, ta), (_, tb) = (next(iter(r.train.batches(64, 0, r.recipe.training.seed))) for r in runs)
+    assert not torch.equal(ta, tb)
+    for r in runs:
+        r.release()
 
 
 # --- determinism and batching --------------------------------------------------------------------

@@ -72,6 +72,55 @@ def test_fp16_checkpoint_holds_the_grad_scaler(tmp_path):
     assert scaler and scaler["scale"] > 0
 
 
+def grad_norms(**training):
+    norms = []
+
+    class Norm:
+        @hookimpl
+        def trickbag_after_backward(self, model, state):
+            norms.append(torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in model.parameters()])).item())
+
+    fit(recipe(training={"epochs": 0.2, **training}), None, observers=[Norm()])
+    return norms
+
+
+def test_fp16_hooks_and_clipping_see_unscaled_gradients():
+    """The grad scaler multiplies the loss by 2^16: gradients must be unscaled before clipping and
+    before after_backward, so both see the fp32 run's gradients, not 65536 times them."""
+    fp32, fp16 = grad_norms(), grad_norms(precision="fp16")
+    assert fp16[0] == pytest.approx(fp32[0], rel=0.02)  # the first step: same weights, same batch
+    clipped = grad_norms(precision="fp16", grad_clip=1e-3)
+    assert all(n == pytest.approx(1e-3, rel=0.01) for n in clipped)  # clipped to 1e-3 in true units
+
+
+def test_fp16_resume_restores_the_grad_scaler(tmp_path):
+    """The scale the scaler has learnt is part of the run: a run interrupted after epoch 1 and
+    resumed continues with it (a fresh scaler would start at 2^16 again) and ends with exactly the
+    uninterrupted run's weights and scaler."""
+
+    class StopAfterFirstEpoch:
+        @hookimpl
+        def trickbag_epoch_end(self, state, metrics):
+            if metrics["epoch"] == 1:
+                raise KeyboardInterrupt
+
+    class LargeLoss:  # scaled by 2^16 its gradients overflow fp16, so the scaler must back off
+        @hookimpl(wrapper=True)
+        def trickbag_loss(self, outputs, batch, model, state):
+            return (yield) * 3000.0
+
+    r = recipe(training={"precision": "fp16", "epochs": 3}, optimizer={"lr": 1e-5})
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    fit(r, whole, observers=[LargeLoss()])
+    with pytest.raises(KeyboardInterrupt):
+        fit(r, part, observers=[LargeLoss(), StopAfterFirstEpoch()])
+    assert load_checkpoint(part / "checkpoint.pt")["scaler"]["scale"] < 2.0**16  # epoch 1 moved the scale
+    fit(r, part, resume=True, observers=[LargeLoss()])
+    for key, value in weights(whole).items():
+        assert torch.equal(value, weights(part)[key]), key
+    assert load_checkpoint(part / "checkpoint.pt")["scaler"] == load_checkpoint(whole / "checkpoint.pt")["scaler"]
+
+
 def test_gradient_clipping_bounds_the_global_norm():
     norms = []
 
@@ -200,7 +249,9 @@ def test_bundled_recipes_are_valid(tmp_path):
 
 
 def test_quickstart_recipe_differs_from_plain_only_in_schedule_and_tricks():
+    """The README compares the two: everything but the tricks must be the same (data, augmentation,
+    model, optimizer with Nesterov and weight decay, budget), or the comparison measures more."""
     quick, plain = load_recipe(ROOT / "recipes/quickstart.toml"), load_recipe(ROOT / "recipes/quickstart-plain.toml")
-    assert quick.model == plain.model and quick.training == plain.training
-    assert quick.data.name == plain.data.name and quick.data.val_size == plain.data.val_size
-    assert plain.tricks == {} and {"one_cycle", "label_smoothing"} <= set(quick.tricks)
+    assert quick.data == plain.data and quick.model == plain.model
+    assert quick.optimizer == plain.optimizer and quick.training == plain.training
+    assert plain.tricks == {} and {"one_cycle", "label_smoothing", "no_bias_decay"} == set(quick.tricks)

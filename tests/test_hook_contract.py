@@ -35,3 +35,23 @@ def test_specs_take_keyword_arguments_only_and_have_annotations():
         for param in sig.parameters.values():
             assert param.kind is param.POSITIONAL_OR_KEYWORD
             assert param.annotation is not inspect.Parameter.empty, f"{name}({param.name}) lacks a type"
+
+
+def test_the_plugin_api_page_lists_what_trickbag_exports():
+    """docs/plugin-api.md's table of names: each is importable from `trickbag` (or trickbag.testing)."""
+    import re
+
+    import trickbag
+    import trickbag.testing
+
+    text = (ROOT / "docs" / "plugin-api.md").read_text()
+    table = text.split("| name | what it is |")[1].split("\n\n")[0]
+    names = set()
+    for cell in re.findall(r"^\| (.+?) \|", table, re.M):
+        names |= set(re.findall(r"`(?:trickbag\.testing\.)?([A-Za-z_]+)", cell))
+    assert {"hookimpl", "TrickSpec", "TrickOptions", "RunContext", "TrainState", "Batch", "DataInfo", "UserError",
+            "PluginError", "fit", "load_model", "build_model", "run_trick"} <= names
+    for name in names:
+        assert hasattr(trickbag, name) or hasattr(trickbag.testing, name), f"{name} is documented but not exported"
+    for name in trickbag.__all__:
+        assert name.startswith("__") or name in names or name in ("hookspec", "load_plugins"), f"{name} exported but not documented"

@@ -23,12 +23,14 @@ def installed(tmp_path_factory):
     src = tmp_path_factory.mktemp("grad_noise")
     (src / "pyproject.toml").write_text(readme_block("`pyproject.toml`", "toml"))
     (src / "trickbag_grad_noise.py").write_text(readme_block("`trickbag_grad_noise.py`", "python"))
+    (src / "tests").mkdir()
+    (src / "tests" / "test_grad_noise.py").write_text(readme_block("`tests/test_grad_noise.py`", "python"))
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(src)],
         check=True, capture_output=True,
     )
-    return {**os.environ, "PYTHONPATH": str(site)}
+    return {**os.environ, "PYTHONPATH": str(site), "SRC": str(src)}
 
 
 def test_readme_plugin_is_listed(installed):
@@ -47,3 +49,11 @@ def test_readme_plugin_trains(installed, tmp_path):
                           env=installed, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "grad_noise 0.1.0 [on]" in proc.stderr
+
+
+def test_readme_plugin_tests_pass(installed):
+    """The README's test of the example passes against it (and would fail for a no-op trick)."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_grad_noise.py"],
+                          env=installed, cwd=installed["SRC"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout

@@ -102,11 +102,13 @@ def _assemble(recipe: Recipe, pm: pluggy.PluginManager, tricks: dict[str, object
     memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
     raw_model = raw_model.to(device=device, memory_format=memory_format)
     train.memory_format = val.memory_format = memory_format  # batches arrive in the model's layout
+    context.model = raw_model  # from here on, hooks given the context can see the model
 
     # -- optimizer: parameter groups first (no bias decay), then the optimizer itself
     groups: list[dict[str, Any]] = [{"params": [p for p in raw_model.parameters() if p.requires_grad], "name": "all"}]
     hook.trickbag_param_groups(model=raw_model, groups=groups, config=recipe.optimizer)
     optimizer = hook.trickbag_create_optimizer(param_groups=groups, config=recipe.optimizer, context=context)
+    context.optimizer = optimizer
 
     # -- schedules: pure functions of progress in epochs
     lr_schedule = hook.trickbag_lr_schedule(base_lr=recipe.optimizer.lr, context=context)
@@ -124,7 +126,6 @@ def _assemble(recipe: Recipe, pm: pluggy.PluginManager, tricks: dict[str, object
         model = torch.compile(model, mode=speed.compile_mode)
     scaler = torch.amp.GradScaler(device.type) if training.precision == "fp16" else None
 
-    context.model, context.optimizer = raw_model, optimizer
     context.lr_schedule, context.momentum_schedule = lr_schedule, momentum_schedule
     return Run(
         recipe=recipe, pm=pm, tricks=tricks, context=context, model=model, raw_model=raw_model, optimizer=optimizer,
