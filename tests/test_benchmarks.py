@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_throughput_smoke_runs_on_cpu(tmp_path):
     """--smoke trains both the engine and the hand-written loop on tiny CPU sizes and writes the table."""
     out = tmp_path / "rows.json"

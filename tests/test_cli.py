@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from trickbag.cli.app import app
@@ -168,6 +169,7 @@ def test_no_args_shows_help():
     assert "run" in result.output and "plugins" in result.output
 
 
+@pytest.mark.slow
 def test_real_entry_point_exit_code(tmp_path):
     """The installed console script, not just the Typer app: exit 2 and one stderr line."""
     proc = subprocess.run([sys.executable, "-m", "trickbag", "run", str(tmp_path / "missing.toml")], capture_output=True, text=True)

@@ -63,6 +63,8 @@ def test_mixed_precision_trains_on_cpu(precision):
 
     out = fit(recipe(training={"precision": precision, "epochs": 3}), None, observers=[Look()])
     assert seen[0] == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]  # autocast really ran
+    # tolerance: 0.939 measured here in both precisions; other CPUs train to other last bits, which
+    # moves a 297-image accuracy by a few images at most, far inside the margin to 0.85
     assert out["best_val_acc"] > 0.85
 
 
@@ -205,6 +207,7 @@ def test_old_model_speed_keys_say_where_they_went():
         build_recipe({**BASE, "model": {"name": "resnet20", "channels_last": True}})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo via torchrun")
 def test_ddp_under_torchrun_matches_one_process_with_the_global_batch(tmp_path):
     """Two CPU ranks with 50 samples each average their gradients: the same as one process with

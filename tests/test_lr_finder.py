@@ -228,6 +228,7 @@ def test_cli_bad_settings(args, needle):
     assert result.exit_code == 2 and needle in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_ddp_ranks_stop_together_and_only_rank0_writes(tmp_path):
     recipe_file = tmp_path / "r.toml"
     recipe_file.write_text('[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\n[training]\nbatch_size = 32\nthreads = 1\n')

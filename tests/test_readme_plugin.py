@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # pip installs the example: seconds, and the same on one thread
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -63,6 +63,7 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "trickbag", *args, "-q"], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path, recipe_file):
     # the reference runs as a process like the killed one: same thread count, same kernels
     reference = tmp_path / "reference"

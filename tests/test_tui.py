@@ -2,7 +2,10 @@
 move the cursor, bounds land in the saved recipe, Escape restores the model), launches and stops a
 run, resizes; snapshot tests (pytest-textual-snapshot) pin the look of every screen.
 
-Update the snapshots only deliberately: ``pytest tests/test_tui.py --snapshot-update``.
+Snapshots never train: trained numbers differ from one CPU to another, so they replay a recorded
+sweep and training history (tests/data/tui, made by its record.py) through the same messages and
+widgets, and look the same on every machine. Update them only deliberately:
+``pytest tests/test_tui.py --snapshot-update``.
 """
 from __future__ import annotations
 
@@ -298,8 +301,45 @@ def test_without_a_recipe_pick_a_bundled_one(tmp_path, monkeypatch):
 # snapshots: a deterministic (seeded, single-thread) sweep, nothing timed on screen
 
 
+RECORDED = Path(__file__).parent / "data" / "tui"
+
+
+def replayed_sweep(run, start, end, steps, mode, diverge, smooth, on_step=None, should_stop=None):
+    """The range test as recorded: the same per-step messages, the same result, nothing trained."""
+    from trickbag.lr_range.outputs import read_outputs
+
+    result = read_outputs(RECORDED / "sweep")
+    for i, (lr, loss, smoothed) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
+        if on_step is not None:
+            on_step(i, lr, loss, smoothed)
+    return result
+
+
+def replayed_fit(recipe, out_dir, observers=()):
+    """A training run as recorded, told to the observers through the hooks the loop calls."""
+    import json
+    from types import SimpleNamespace
+
+    recorded = json.loads((RECORDED / "train.json").read_text())
+
+    def call(name, **kwargs):
+        for observer in observers:
+            if hasattr(observer, name):
+                getattr(observer, name)(**kwargs)
+
+    per_epoch = sum(1 for s in recorded["steps"] if s["progress"] < 1)
+    call("trickbag_fit_start", context=SimpleNamespace(recipe=recipe, epochs=recipe.training.epochs, steps_per_epoch=per_epoch))
+    for row in recorded["rows"]:
+        for step in (s for s in recorded["steps"] if int(s["progress"]) == row["epoch"] - 1):
+            call("trickbag_step_end", state=SimpleNamespace(**{**step, "loss": torch.tensor(step["loss"])}))
+        call("trickbag_epoch_end", state=SimpleNamespace(epoch=row["epoch"] - 1), metrics=row)
+    return {**recorded["summary"], "history": recorded["rows"]}
+
+
 def snapshot_app(recipe_file, shared_run, **options) -> TrickbagApp:
-    return make_app(recipe_file, shared_run, out_dir=Path("run-snap"), **options)
+    app = make_app(recipe_file, shared_run, out_dir=Path("run-snap"), **options)
+    app.session.sweep_with, app.session.fit_with = replayed_sweep, replayed_fit
+    return app
 
 
 async def after_sweep(pilot, *keys: str) -> None:
@@ -341,7 +381,7 @@ def test_snapshot_momentum(snap_compare, recipe_file, shared_run):
 
 
 def test_snapshot_train(snap_compare, recipe_file, shared_run):
-    app = make_app(recipe_file, shared_run, overrides=[*OVERRIDES, "training.epochs=2"], out_dir=Path("run-snap"))
+    app = snapshot_app(recipe_file, shared_run, overrides=[*OVERRIDES, "training.epochs=2"])
 
     async def trained(pilot):
         await after_sweep(pilot, "s", "4", "l")

@@ -103,6 +103,12 @@ class Session:
         self.sweep_cancel = threading.Event()
         self.train_stop = threading.Event()
         self._lock = threading.Lock()
+        # what does the work: the engine's range test and training. Screens call these, never the
+        # engine directly, so a test can replay a recorded sweep or history through the same widgets
+        from trickbag.engine.loop import fit
+        from trickbag.lr_range.sweep import sweep as range_test
+
+        self.sweep_with, self.fit_with = range_test, fit
         if run is not None:
             self._adopt(run)
 

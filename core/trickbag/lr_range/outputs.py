@@ -29,6 +29,19 @@ def write_outputs(result: LRFindResult, out_dir: Path, resolved_recipe: dict[str
     plot(result, out_dir / PNG)
 
 
+def read_outputs(out_dir: Path) -> LRFindResult:
+    """A range test read back from its ``lr_find.csv`` and ``lr_find.json``: the same curve and
+    suggestions, bit for bit (floats are written with ``repr``)."""
+    from trickbag.lr_range.suggest import Suggestions
+    from trickbag.lr_range.sweep import LRFindResult
+
+    with open(Path(out_dir) / CSV, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    saved = json.loads((Path(out_dir) / JSON).read_text(encoding="utf-8"))
+    lrs, losses, smoothed = ([float(r[key]) for r in rows] for key in ("lr", "loss", "smoothed_loss"))
+    return LRFindResult(lrs, losses, smoothed, saved["stopped"], Suggestions.from_dict(saved), saved["seconds"], saved["settings"])
+
+
 def plot(result: LRFindResult, path: Path) -> None:
     import matplotlib
 

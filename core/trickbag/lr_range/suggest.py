@@ -87,6 +87,12 @@ class Suggestions:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Suggestions":
+        """The inverse of :meth:`to_dict` (``lr_find.json`` read back)."""
+        rules = {name: Suggestion(name, r["lr"], r["index"], r["note"]) for name, r in d["rules"].items()}
+        return cls(rules, d["base_lr"], d["max_lr"], d["recommended"], d["reason"])
+
 
 class NoAnswer(Exception):
     """A rule cannot answer on this curve; the message says why (becomes ``Suggestion.note``)."""

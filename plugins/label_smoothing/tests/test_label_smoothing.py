@@ -160,4 +160,4 @@ def test_engine_run_has_larger_train_loss_and_still_trains():
     smooth = run({"label_smoothing": {"epsilon": 0.2}})
     for p, s in zip(plain["history"], smooth["history"]):
         assert s["train_loss"] > p["train_loss"]
-    assert smooth["final_val_acc"] > 0.8  # chance is 0.1
+    assert smooth["final_val_acc"] > 0.8  # chance is 0.1; 0.966 measured here: the margin covers other CPUs

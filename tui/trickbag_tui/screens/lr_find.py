@@ -98,13 +98,11 @@ class LRFindPanel(Vertical):
     def sweep(self, settings: SweepSettings) -> None:
         """The range test on the prepared run, in a thread: every step is a message; cancel is
         polled before every step; the run is restored bit-for-bit whatever happens."""
-        from trickbag.lr_range.sweep import sweep
-
         session, worker = self.session, get_current_worker()
         try:
             run = session.ensure_run()
             self.post_message(SweepStarted(settings))
-            result = sweep(
+            result = session.sweep_with(
                 run, settings.start, settings.end, settings.steps, settings.mode, settings.diverge, settings.smooth,
                 on_step=lambda i, lr, loss, smoothed: self.post_message(SweepStep(i, lr, loss, smoothed)),
                 should_stop=lambda: session.sweep_cancel.is_set() or worker.is_cancelled,

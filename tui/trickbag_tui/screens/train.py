@@ -132,11 +132,9 @@ class TrainPanel(Vertical):
     def train(self, recipe, out_dir: Path) -> None:
         """``fit`` in a thread; the observer speaks for it. Stopping raises KeyboardInterrupt inside
         the loop, which keeps the checkpoint of the last finished epoch."""
-        from trickbag.engine.loop import fit
-
         observers = [TrainObserver(self, self.session.train_stop, out_dir), *self.session.observers]
         try:
-            summary = fit(recipe, out_dir, observers=observers)
+            summary = self.session.fit_with(recipe, out_dir, observers=observers)
         except KeyboardInterrupt:
             self.post_message(TrainFinished(out_dir, stopped=True))
         except (UserError, PluginError) as exc:
