@@ -344,7 +344,8 @@ def test_hook_epoch_end():
 
     run(Rec(), training={"epochs": 2})
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert {"epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"} <= set(rows[0])
+    assert {"epoch", "progress", "train_loss", "val_loss", "val_acc", "lr", "momentum", "batch_size", "steps", "seconds"} == set(rows[0])
+    assert rows[0]["momentum"] == 0.9  # fixed momentum is reported, not null
 
 
 def test_hook_fit_end():

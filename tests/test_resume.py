@@ -113,6 +113,54 @@ def test_ctrl_c_mid_epoch_keeps_finished_epochs_and_resumes_exactly(tmp_path):
     assert_same_weights(load_checkpoint(out / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"])
 
 
+def test_ctrl_c_in_the_first_epoch_resumes_from_the_start(tmp_path):
+    """Interrupted before any epoch finished: no checkpoint, and --resume starts over from epoch 1,
+    ending where an uninterrupted run ends; the CLI says so instead of a hint that would fail."""
+    from typer.testing import CliRunner
+
+    from trickbag.cli.app import app
+
+    path = tmp_path / "r.toml"
+    path.write_text(RECIPE.format(epochs=2))
+    reference = tmp_path / "reference"
+    fit(load_recipe(path), reference)
+
+    class CtrlC:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            if state.epoch == 0 and state.step_in_epoch == 5:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        fit(load_recipe(path), out, observers=[CtrlC()])
+    assert not (out / "checkpoint.pt").exists() and rows(out) == []
+    result = CliRunner().invoke(app, ["run", "--resume", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert_same_weights(load_checkpoint(out / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"])
+    assert [r["epoch"] for r in rows(out)] == [1, 2]
+
+
+def test_the_interrupt_message_fits_what_is_on_disk(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import trickbag.engine.loop
+    from trickbag.cli.app import app
+
+    def interrupted(recipe, out_dir, **kwargs):
+        out_dir.mkdir(parents=True)
+        (out_dir / "recipe.toml").write_text(recipe.to_toml())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trickbag.engine.loop, "fit", interrupted)
+    path = tmp_path / "r.toml"
+    path.write_text(RECIPE.format(epochs=2))
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130
+    assert "interrupted before the first epoch finished: nothing to keep yet" in result.stderr
+    assert f"trickbag run --resume {tmp_path / 'run'} starts it again from epoch 1" in result.stderr
+
+
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     from trickbag.engine.loop import Diverged
 

@@ -106,8 +106,8 @@ def test_range_test_cursor_bounds_and_save(recipe_file, monkeypatch):
     """r runs a live sweep; arrows move the cursor; b and m set the bounds there; s saves them."""
     original = recipe_file.read_text(encoding="utf-8")
     steps_seen, bounds_messages = [], []
-    add, bounds_changed = LRCurve.add, MainScreen.on_bounds_changed
-    monkeypatch.setattr(LRCurve, "add", lambda self, lr, loss, smoothed: (steps_seen.append(lr), add(self, lr, loss, smoothed)))
+    extend, bounds_changed = LRCurve.extend, MainScreen.on_bounds_changed
+    monkeypatch.setattr(LRCurve, "extend", lambda self, steps: (steps_seen.extend(s[1] for s in steps), extend(self, steps)))
     monkeypatch.setattr(MainScreen, "on_bounds_changed", lambda self, m: (bounds_messages.append((m.base_lr, m.max_lr)), bounds_changed(self, m)))
 
     async def flow():
@@ -117,7 +117,7 @@ def test_range_test_cursor_bounds_and_save(recipe_file, monkeypatch):
             session, curve = app.session, panel.curve
             result = session.result
             assert result.stopped == "end" and len(result.lrs) == 50
-            assert steps_seen == result.lrs  # drawn live, step by step, before the end
+            assert steps_seen == result.lrs  # drawn live, batch by batch, before the end
             assert curve.lrs == result.lrs and curve.smoothed == result.smoothed
             s = result.suggestions
             assert session.max_lr == s.recommended and curve.lrs[curve.cursor] == pytest.approx(s.recommended, rel=0.2)
@@ -432,5 +432,62 @@ def test_a_recipe_whose_data_is_missing_says_so(recipe_file):
             assert app.session.result is None
             await pilot.press("2")
             assert "does not exist" in str(app.screen.query_one("#schedule-info").render())
+
+    asyncio.run(flow())
+
+
+def test_a_burst_of_tab_keys_lands_on_the_last_and_stays(recipe_file, shared_run):
+    """3 5 1 within a few milliseconds (key repeat, a fast hand): the app ends on tab 1, stays there,
+    and keys still work (before the fix it cycled 1 -> 3 -> 5 and only q got through)."""
+    from textual import events
+    from textual.widgets import TabbedContent
+
+    from trickbag_tui.screens.help import HelpScreen
+
+    async def flow():
+        app = make_app(recipe_file, shared_run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            tabs = app.screen.query_one(TabbedContent)
+            await until(pilot, lambda: app.screen.query_one(LRFindPanel).ready)
+            for key in "351":  # queued at once, as a burst arrives
+                app.post_message(events.Key(key, key))
+            seen = []
+            for _ in range(30):
+                await pilot.pause(0.05)
+                seen.append(tabs.active)
+            assert set(seen[5:]) == {"lr"}, seen
+            assert isinstance(app.focused, LRCurve)  # the tab's keys reach it
+            await pilot.press("2")
+            assert tabs.active == "schedule"
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+
+    asyncio.run(flow())
+
+
+def test_sweep_steps_reach_the_ui_in_batches(recipe_file, shared_run, monkeypatch):
+    """Hundreds of fast steps arrive as a few messages (at most one per 0.1 s), so the UI thread
+    is never flooded and keys stay answered during a sweep."""
+    batches = []
+    extend = LRCurve.extend
+    monkeypatch.setattr(LRCurve, "extend", lambda self, steps: (batches.append(len(steps)), extend(self, steps)))
+
+    took = []
+
+    def slow_sweep(run, *args, on_step=None, should_stop=None, **kwargs):
+        result = replayed_sweep(run, *args, **kwargs)  # the recorded curve, 50 points...
+        t0 = time.monotonic()
+        for i in range(400):  # ...told as 400 steps over about 0.4 s
+            on_step(i, result.lrs[i % 50], result.losses[i % 50], result.smoothed[i % 50])
+            time.sleep(0.001)
+        took.append(time.monotonic() - t0)
+        return result
+
+    async def flow():
+        app = make_app(recipe_file, shared_run)
+        app.session.sweep_with = slow_sweep
+        async with app.run_test(size=(80, 24)) as pilot:
+            await swept(pilot)
+            assert sum(batches) == 400 and 1 <= len(batches) <= took[0] / 0.1 + 2  # one per 0.1 s, plus the last
 
     asyncio.run(flow())

@@ -44,13 +44,12 @@ class SweepStarted(Message):
 
 
 @dataclass
-class SweepStep(Message):
-    """One step of the range test: ``on_step(i, lr, loss, smoothed)``."""
+class SweepSteps(Message):
+    """The range test's steps since the last message, ``(index, lr, loss, smoothed)`` each. A sweep
+    on a small model takes hundreds of steps a second: one message (and one redraw) per step would
+    starve the UI of the keys it must answer, so the worker sends them in batches."""
 
-    index: int
-    lr: float
-    loss: float
-    smoothed: float
+    steps: list[tuple[int, float, float, float]]
 
 
 @dataclass

@@ -90,7 +90,9 @@ def load(cfg: DataConfig) -> RawData:
     if cfg.root is None:
         raise UserError(f"data.root is not set: {cfg.name} is read from files in that folder")
     if not cfg.download and not os.path.isdir(cfg.root):
-        raise UserError(f"data.root '{cfg.root}' does not exist")
+        label, expected = SETS[cfg.name][1], SETS[cfg.name][3].split("/")[0]
+        raise UserError(f"data.root '{cfg.root}' does not exist: set data.download = true to fetch {label} into it, "
+                        f"or data.root to the folder that holds {expected}/")
     train = _split(_open(cfg.name, cfg.root, True, cfg.download))
     test = _split(_open(cfg.name, cfg.root, False, cfg.download)) if cfg.val == "test" else None
     channels, h, w = train.to_levels(torch.empty(0, dtype=torch.int64)).shape[1:]

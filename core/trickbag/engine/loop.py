@@ -22,7 +22,7 @@ from trickbag.errors import UserError
 from trickbag.engine.evaluate import evaluate
 from trickbag.plugins import Catalog, blamed
 from trickbag.recipe import Recipe
-from trickbag.engine.assemble import Run, prepare_run
+from trickbag.engine.assemble import Run, base_momentum, prepare_run
 from trickbag.engine.step import begin_epoch, epoch_batches, live, make_train_step, set_momentum
 
 
@@ -58,11 +58,16 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
     writer = out is not None and run.rank == 0  # only rank 0 writes files
     state = TrainState(epochs=training.epochs, world_size=run.world_size, rank=run.rank)
     state.generator = torch.Generator(device=run.device)
+    state.momentum = base_momentum(run.optimizer)  # what a fixed-momentum run reports in its rows
     history: list[dict[str, Any]] = []
     start_epoch, best, elapsed = 0, 0.0, 0.0
 
     # -- resume: weights, optimizer, scaler and tricks' state; data order and RNG follow the epoch
-    if resume:
+    if resume and not (out / ckpt.CHECKPOINT).exists():
+        # interrupted before its first epoch finished: nothing to restore, it starts from epoch 1
+        if rundir.read_metrics(out):
+            raise UserError(f"--resume {out}: metrics.jsonl has rows but there is no {ckpt.CHECKPOINT} to continue from")
+    elif resume:
         saved = ckpt.load_checkpoint(out / ckpt.CHECKPOINT)
         if saved["epoch"] >= math.ceil(training.epochs):
             raise UserError(f"--resume {out}: the run already finished ({saved['epoch']} epochs)")

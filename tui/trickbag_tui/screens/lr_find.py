@@ -2,6 +2,8 @@
 picks ``base_lr`` and ``max_lr`` on the curve, and ``s`` saves them as ``<name>.tuned.toml``."""
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -11,13 +13,33 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from trickbag.errors import PluginError, UserError
-from trickbag_tui.messages import BoundsChanged, SweepFailed, SweepFinished, SweepStarted, SweepStep, TunedSaved
+from trickbag_tui.messages import BoundsChanged, SweepFailed, SweepFinished, SweepStarted, SweepSteps, TunedSaved
 from trickbag_tui.screens.sweep_form import SweepForm
 from trickbag_tui.session import Session, SweepSettings, shown_path
 from trickbag_tui.widgets.lr_curve import BASE, CURSOR, MAX, RAW, RECOMMENDED, SMOOTH, SUGGESTED, LRCurve, style
 from trickbag_tui.widgets.plots import fmt
 
 CURSOR_KEYS = Binding.Group("Cursor", compact=True)
+
+
+class Batcher:
+    """Collects items from a worker thread and hands them on at most every ``every`` seconds."""
+
+    def __init__(self, send, every: float = 0.1) -> None:
+        self.send, self.every = send, every
+        self.items: list = []
+        self.last = time.monotonic()
+
+    def add(self, item) -> None:
+        self.items.append(item)
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.items:
+            self.send(self.items)
+            self.items = []
+        self.last = time.monotonic()
 
 
 class LRFindPanel(Vertical):
@@ -99,14 +121,18 @@ class LRFindPanel(Vertical):
         """The range test on the prepared run, in a thread: every step is a message; cancel is
         polled before every step; the run is restored bit-for-bit whatever happens."""
         session, worker = self.session, get_current_worker()
+        batch = Batcher(lambda steps: self.post_message(SweepSteps(steps)))
         try:
             run = session.ensure_run()
             self.post_message(SweepStarted(settings))
-            result = session.sweep_with(
-                run, settings.start, settings.end, settings.steps, settings.mode, settings.diverge, settings.smooth,
-                on_step=lambda i, lr, loss, smoothed: self.post_message(SweepStep(i, lr, loss, smoothed)),
-                should_stop=lambda: session.sweep_cancel.is_set() or worker.is_cancelled,
-            )
+            try:
+                result = session.sweep_with(
+                    run, settings.start, settings.end, settings.steps, settings.mode, settings.diverge, settings.smooth,
+                    on_step=lambda i, lr, loss, smoothed: batch.add((i, lr, loss, smoothed)),
+                    should_stop=lambda: session.sweep_cancel.is_set() or worker.is_cancelled,
+                )
+            finally:
+                batch.flush()
         except (UserError, PluginError) as exc:
             self.post_message(SweepFailed(str(exc)))
             return
@@ -131,9 +157,9 @@ class LRFindPanel(Vertical):
         message.stop()
         self.ready = True
 
-    def on_sweep_step(self, message: SweepStep) -> None:
+    def on_sweep_steps(self, message: SweepSteps) -> None:
         message.stop()
-        self.curve.add(message.lr, message.loss, message.smoothed)
+        self.curve.extend(message.steps)
         self.update_status()
 
     def on_sweep_failed(self, message: SweepFailed) -> None:

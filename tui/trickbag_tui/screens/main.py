@@ -69,7 +69,11 @@ class MainScreen(Screen[None]):
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.focus_tab(event.pane.id)
+        # A burst of tab keys (3 5 1 in 0.1 s) leaves activations queued for tabs already left.
+        # Focusing a widget in one of those would make TabbedContent switch back to it, whose own
+        # event then switches again: an endless cycle. Only the tab that is active now takes focus.
+        if event.pane.id == self.query_one(TabbedContent).active:
+            self.focus_tab(event.pane.id)
 
     def focus_tab(self, tab: str) -> None:
         """Focus the tab's main widget, so the footer shows that tab's keys."""

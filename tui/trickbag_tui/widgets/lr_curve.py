@@ -42,10 +42,12 @@ class LRCurve(Plot):
         self.set_reactive(LRCurve.cursor, None)
         self.redraw()
 
-    def add(self, lr: float, loss: float, smoothed: float) -> None:
-        self.lrs.append(lr)
-        self.losses.append(loss)
-        self.smoothed.append(smoothed)
+    def extend(self, steps: list[tuple[int, float, float, float]]) -> None:
+        """Add a batch of sweep steps ``(index, lr, loss, smoothed)`` and redraw once."""
+        for _, lr, loss, smoothed in steps:
+            self.lrs.append(lr)
+            self.losses.append(loss)
+            self.smoothed.append(smoothed)
         self.redraw()
 
     def finish(self, lrs: list[float], losses: list[float], smoothed: list[float], suggested: dict[str, float], cursor: int | None) -> None:
