@@ -144,7 +144,15 @@ def test_range_test_cursor_bounds_and_save(recipe_file, monkeypatch):
             assert saved["tricks"]["one_cycle"]["max_lr"] == float(f"{peak:.4g}")
             assert saved["tricks"]["one_cycle"]["div_factor"] == float(f"{peak / base:.4g}")
             assert saved["data"]["name"] == "digits"  # the --set overrides are in it
-            assert "# peak LR of the cycle" in tuned.read_text(encoding="utf-8")  # comments kept
+            text = tuned.read_text(encoding="utf-8")
+            assert "# cycled 0.95 -> 0.85 -> 0.95 by one_cycle" in text  # comments kept...
+            assert "# peak LR of the cycle" not in text  # ...but not those the new values make false
+            assert 'name = "digits" # from --set' in text and "lr = " + f"{peak:.4g}" + " # chosen with the LR range test" in text
+            # the header says where the numbers came from, and the range test left its files
+            (record,) = (recipe_file.parent / "runs").glob("quickstart-lr-find-*")
+            assert {"lr_find.csv", "lr_find.json", "lr_find.png"} <= {f.name for f in record.iterdir()}
+            assert text.startswith(f"# tuned copy of {recipe_file} with --set data.name=digits")
+            assert f"# trickbag tui, bounds picked on the curve: range test of 50 steps from 0.0001 to 10, files in {record}" in text
 
             # the schedule preview follows the bounds: starts at base, peaks at max
             await pilot.press("2")

@@ -95,6 +95,7 @@ class Session:
         self.run: Run | None = run
         self.base_momentum: float | None = None
         self.result: LRFindResult | None = None
+        self.sweep_dir: Path | None = None  # where the last range test's csv/json/png were written
         self.base_lr: float | None = None  # chosen bounds
         self.max_lr: float | None = None
         self.tuned: Path | None = None  # last saved tuned recipe
@@ -178,15 +179,28 @@ class Session:
     def save(self) -> Path:
         """Write ``<name>.tuned.toml`` with the chosen bounds (comments and layout of the original kept)."""
         from trickbag.errors import UserError
-        from trickbag.lr_range.outputs import apply_bounds
+        from trickbag.lr_range.outputs import apply_bounds, provenance
 
         problem = self.bounds_problem()
         if problem:
             raise UserError(problem)
         if self.path is None:
             raise UserError("this recipe has no file to copy")
-        self.tuned = apply_bounds(self.path, self.max_lr, self.base_lr, self.overrides, self.tuned_target())
+        source = ""
+        if self.result is not None:
+            source = provenance(self.result, self.sweep_dir, self.max_lr, self.base_lr, "trickbag tui, bounds picked on the curve")
+        self.tuned = apply_bounds(self.path, self.max_lr, self.base_lr, self.overrides, self.tuned_target(), source)
         return self.tuned
+
+    def record_sweep(self, result: LRFindResult) -> Path:
+        """Write the range test's lr_find.csv/.json/.png, as ``trickbag lr-find`` does. From a worker."""
+        from trickbag.lr_range.outputs import write_outputs
+        from trickbag.runs.folder import default_out_dir
+
+        folder = default_out_dir(f"{self.recipe.name}-lr-find", self.runs_root)
+        write_outputs(result, folder, self.recipe.to_dict())
+        self.sweep_dir = folder.resolve()  # absolute: a tuned recipe's header must point there from anywhere
+        return self.sweep_dir
 
     def launch_recipe(self) -> tuple[Recipe, str]:
         """What the Train tab launches, and a line saying so: the saved tuned recipe if the bounds

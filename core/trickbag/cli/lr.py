@@ -33,7 +33,7 @@ def lr_find_command(
 ) -> None:
     """LR range test: sweep the LR over the recipe's real training step, suggest LR bounds, restore everything."""
     from trickbag.engine.assemble import prepare_run
-    from trickbag.lr_range.outputs import apply_bounds, tuned_path, write_outputs
+    from trickbag.lr_range.outputs import apply_bounds, provenance, tuned_path, write_outputs
     from trickbag.lr_range.report import LiveSweep, print_suggestions
     from trickbag.lr_range.sweep import check_settings, sweep
     from trickbag.recipe import load_recipe
@@ -65,7 +65,8 @@ def lr_find_command(
     s = result.suggestions
     # a bundled recipe lives inside the package: its tuned copy goes to the current folder instead
     where = tuned_path(Path.cwd() / path.name) if not Path(recipe).exists() else None
-    tuned = apply_bounds(path, s.recommended, s.base_lr, set_, where) if apply and s.recommended else None
+    source = provenance(result, target, s.recommended, s.base_lr, "trickbag lr-find --apply") if s.recommended else ""
+    tuned = apply_bounds(path, s.recommended, s.base_lr, set_, where, source) if apply and s.recommended else None
     if as_json:
         sys.stdout.write(json.dumps({**result.to_dict(), "out": str(target), "tuned_recipe": str(tuned) if tuned else None}, indent=2) + "\n")
     else:

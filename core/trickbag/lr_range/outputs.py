@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tomlkit
 
-from trickbag.recipe import apply_overrides
+from trickbag.recipe import apply_overrides, parse_override
 
 if TYPE_CHECKING:
     from trickbag.lr_range.sweep import LRFindResult
@@ -104,14 +104,57 @@ def fill_bounds(doc: Any, max_lr: float, base_lr: float | None) -> None:
 
 
 def apply_bounds(
-    recipe_path: Path, recommended: float, base_lr: float | None, overrides: list[str] | None = None, target: Path | None = None
+    recipe_path: Path, recommended: float, base_lr: float | None, overrides: list[str] | None = None, target: Path | None = None,
+    source: str = "",
 ) -> Path:
     """Write a copy of the recipe (with its ``--set`` overrides) and the LR filled in:
     ``optimizer.lr``, and the bounds of an enabled cycle trick (one_cycle's ``max_lr`` and
-    ``div_factor``). Comments and layout are kept."""
+    ``div_factor``). Comments and layout are kept, except a changed value's own comment, which
+    spoke of the old value: it now says where the new one came from. A header says what made the
+    file: ``source`` (the range test's folder and choice), the original recipe, the overrides."""
     doc = tomlkit.parse(recipe_path.read_text(encoding="utf-8"))
     apply_overrides(doc, overrides or [])
+    for text in overrides or []:  # an overridden value's old comment spoke of the old value
+        keys, value = parse_override(text)
+        _table(doc, tuple(keys[:-1]))[keys[-1]] = tomlkit.item(value).comment("from --set (see the header)")
+    before = _values(doc)
     fill_bounds(doc, recommended, base_lr)
+    for (section, key), value in _values(doc).items():
+        if before.get((section, key)) != value:
+            _table(doc, section)[key] = tomlkit.item(value).comment("chosen with the LR range test (see the header)")
+    header = [f"tuned copy of {recipe_path}" + (f" with --set {' '.join(overrides)}" if overrides else "")]
+    if source:
+        header.append(source)
     target = target or tuned_path(recipe_path)
-    target.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    target.write_text("".join(f"# {line}\n" for line in header) + tomlkit.dumps(doc), encoding="utf-8")
     return target
+
+
+_FILLED = (("optimizer",), ("tricks", "one_cycle"))  # the tables fill_bounds writes into
+
+
+def _table(doc: Any, section: tuple[str, ...]) -> Any:
+    for part in section:
+        doc = doc[part]
+    return doc
+
+
+def _values(doc: Any) -> dict[tuple[tuple[str, ...], str], Any]:
+    out = {}
+    for section in _FILLED:
+        try:
+            table = _table(doc, section)
+        except KeyError:
+            continue
+        out.update({(section, key): value for key, value in table.items() if key in ("lr", "max_lr", "div_factor")})
+    return out
+
+
+def provenance(result: LRFindResult, out_dir: Path | None, chosen_max: float, chosen_base: float | None, by: str) -> str:
+    """One line for a tuned recipe's header: which range test, what it recommended, what was chosen."""
+    s, st = result.suggestions, result.settings
+    where = f", files in {out_dir}" if out_dir is not None else ""
+    rec = f"recommended {s.recommended:.3g} ({s.reason})" if s.recommended else s.reason
+    base = f", base_lr {chosen_base:.3g}" if chosen_base else ""
+    return (f"{by}: range test of {len(result.lrs)} steps from {st.get('start', 0):g} to {st.get('end', 0):g}{where}; "
+            f"{rec}; chosen max_lr {chosen_max:.3g}{base}")

@@ -139,6 +139,13 @@ class LRFindPanel(Vertical):
         except Exception as exc:  # a trick raising mid-sweep: the run is restored, the UI lives on
             self.post_message(SweepFailed(f"{type(exc).__name__}: {exc}"))
             return
+        if result.stopped != "cancelled":  # a record of what was shown, as `trickbag lr-find` leaves one
+            try:
+                folder = session.record_sweep(result)
+            except OSError as exc:
+                self.app.call_from_thread(self.notify, f"its files could not be written: {exc}", title="range test", severity="warning")
+            else:
+                self.app.call_from_thread(self.notify, f"lr_find.csv, .json, .png in {shown_path(folder)}", title="range test saved")
         self.post_message(SweepFinished(result))
 
     def action_cancel(self) -> None:
