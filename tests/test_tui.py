@@ -169,16 +169,34 @@ def test_range_test_cursor_bounds_and_save(recipe_file, monkeypatch):
 
 
 def test_bounds_must_be_ordered(recipe_file, shared_run):
+    """b above max (or m below base) is refused with a notice and changes nothing, so the curve, the
+    preview and the launch always agree; b during a sweep says to wait for its end."""
+
     async def flow():
-        app = make_app(recipe_file, shared_run)
+        app = make_app(recipe_file, shared_run, sweep=SweepSettings(start=1e-5, end=1e-4, steps=5000))
         async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.screen.query_one(LRFindPanel)
+            await until(pilot, lambda: panel.ready)
+            await pilot.press("r")
+            await until(pilot, lambda: len(panel.curve.lrs) >= 3)
+            await pilot.press("b")
+            await until(pilot, lambda: any("range test is running" in n.message for n in app._notifications))
+            await pilot.press("escape")
+            await until(pilot, lambda: panel.state == "done")
+            await app.workers.wait_for_complete()
+
+            app.session.settings = SWEEP
             panel = await swept(pilot)
-            await pilot.press("end", "b", "s")  # base at the last (largest) LR: above max
-            assert app.session.bounds_problem() and app.session.tuned is None
-            assert not list(recipe_file.parent.glob("*.tuned*.toml"))
+            session, curve = app.session, panel.curve
+            base, peak = session.base_lr, session.max_lr
+            await pilot.press("end", "b")  # base at the largest LR: above max, refused
+            assert (session.base_lr, session.max_lr) == (base, peak) and curve.base_lr == base
+            assert any("must be below max_lr" in n.message for n in app._notifications)
+            await pilot.press("home", "m")  # max at the smallest LR: below base, refused
+            assert (session.base_lr, session.max_lr) == (base, peak) and curve.max_lr == peak
+            assert session.bounds_problem() is None and session.bounded_recipe().optimizer.lr == float(f"{peak:.4g}")
             await pilot.press("home", "b", "s")
-            assert app.session.tuned is not None
-            assert panel.curve.base_lr == panel.curve.lrs[0]
+            assert session.base_lr == curve.lrs[0] and app.session.tuned is not None
 
     asyncio.run(flow())
 
@@ -252,7 +270,9 @@ def test_launch_watch_and_stop(recipe_file, shared_run):
             await until(pilot, lambda: not train.training)
             await app.workers.wait_for_complete()
             assert len(train.rows) == 1 and train.query_one("#train-acc").has_data
-            assert "stopped: 1 finished epoch kept in run-a" in str(train.query_one("#train-status").render())
+            status = str(train.query_one("#train-status").render())
+            assert "stopped: 1 finished epoch kept in run-a" in status and "continue: trickbag run --resume run-a" in status
+            assert app.session.launched == [{"out_dir": Path("run-a"), "status": "stopped", "epochs": 1, "val_acc": train.rows[-1]["val_acc"]}]
             saved = torch.load(recipe_file.parent / "run-a" / "checkpoint.pt", weights_only=True)
             assert saved["epoch"] == 1
             assert saved["recipe"]["optimizer"]["lr"] == tomllib.loads(recipe_file.with_name("quickstart.tuned.toml").read_text())["optimizer"]["lr"]
@@ -499,3 +519,18 @@ def test_sweep_steps_reach_the_ui_in_batches(recipe_file, shared_run, monkeypatc
             assert sum(batches) == 400 and 1 <= len(batches) <= took[0] / 0.1 + 2  # one per 0.1 s, plus the last
 
     asyncio.run(flow())
+
+
+def test_runs_launched_from_the_tui_are_listed_on_exit(capsys):
+    """The screen is gone after q: where the runs went, and the command that continues a stopped one."""
+    from types import SimpleNamespace
+
+    from trickbag_tui.app import print_launched
+
+    print_launched(SimpleNamespace(launched=[
+        {"out_dir": Path("runs/a"), "status": "done", "epochs": 10, "val_acc": 0.98},
+        {"out_dir": Path("runs/b"), "status": "stopped", "epochs": 2, "val_acc": 0.9},
+    ]))
+    err = capsys.readouterr().err
+    assert "run runs/a: done, 10 epoch(s) finished, val_acc 0.9800\n" in err
+    assert "run runs/b: stopped, 2 epoch(s) finished, val_acc 0.9000; continue with  trickbag run --resume runs/b" in err

@@ -99,3 +99,24 @@ def run_app(path: Path | None, recipe: Recipe | None, overrides: list[str]) -> N
         app.run()
     finally:
         app.stop_workers()
+        print_launched(app.session)
+
+
+def print_launched(session: Session | None) -> None:
+    """After the screen is gone: where the runs launched from it are, and how to continue them."""
+    if session is None or not session.launched:
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    from trickbag_tui.session import shown_path
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    for run in session.launched:
+        where = shown_path(run["out_dir"])
+        line = f"run {where}: {run['status']}, {run['epochs']} epoch(s) finished"
+        if run.get("val_acc") is not None:
+            line += f", val_acc {run['val_acc']:.4f}"
+        if run["status"] != "done":
+            line += f"; continue with  trickbag run --resume {where}"
+        console.print(Text(line))

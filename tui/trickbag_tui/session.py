@@ -99,6 +99,7 @@ class Session:
         self.base_lr: float | None = None  # chosen bounds
         self.max_lr: float | None = None
         self.tuned: Path | None = None  # last saved tuned recipe
+        self.launched: list[dict[str, Any]] = []  # runs started from the Train tab: out_dir, status, epochs
         self.sweeping = False  # a range test or a training run holds the CPU/GPU (and the RNG):
         self.training = False  # one at a time
         self.sweep_cancel = threading.Event()

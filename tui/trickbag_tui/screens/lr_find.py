@@ -204,6 +204,9 @@ class LRFindPanel(Vertical):
 
     def _at_cursor(self) -> float | None:
         curve = self.curve
+        if self.state in ("running", "cancelling"):
+            self.notify("the range test is running: set bounds when it ends (esc cancels it)", severity="warning")
+            return None
         if self.state != "done" or curve.cursor is None:
             self.notify("run the range test first (r), then move the cursor with the arrow keys", severity="warning")
             return None
@@ -211,20 +214,28 @@ class LRFindPanel(Vertical):
 
     def action_set_base(self) -> None:
         lr = self._at_cursor()
-        if lr is not None:
-            self._set_bounds(lr, self.session.max_lr)
+        if lr is None:
+            return
+        if self.session.max_lr is not None and lr >= self.session.max_lr:
+            self.notify(f"base_lr {lr:.3g} must be below max_lr {self.session.max_lr:.3g}: move the cursor left of it",
+                        severity="warning")
+            return
+        self._set_bounds(lr, self.session.max_lr)
 
     def action_set_max(self) -> None:
         lr = self._at_cursor()
-        if lr is not None:
-            self._set_bounds(self.session.base_lr, lr)
+        if lr is None:
+            return
+        if self.session.base_lr is not None and lr <= self.session.base_lr:
+            self.notify(f"max_lr {lr:.3g} must be above base_lr {self.session.base_lr:.3g}: move the cursor right of it",
+                        severity="warning")
+            return
+        self._set_bounds(self.session.base_lr, lr)
 
     def _set_bounds(self, base_lr: float | None, max_lr: float | None) -> None:
+        """Only ordered bounds get here: what the curve shows is what the preview and the launch use."""
         self.session.set_bounds(base_lr, max_lr)
         self.curve.set_bounds(base_lr, max_lr)
-        problem = self.session.bounds_problem()
-        if problem and max_lr is not None:
-            self.notify(problem, severity="warning")
         self.update_status()
         self.post_message(BoundsChanged(base_lr, max_lr))
 

@@ -4,6 +4,7 @@ step, keeping the checkpoint of every finished epoch."""
 from __future__ import annotations
 
 import math
+import time
 import threading
 from pathlib import Path
 
@@ -24,6 +25,11 @@ from trickbag_tui.widgets.plots import LineData, LinePlot, Series, fmt
 #: at most this many step points per epoch reach the plots (each one reads the loss: a device sync)
 POINTS_PER_EPOCH = 50
 TRAIN, VAL, ACC, LR = "cyan", "yellow", "green", "magenta"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class TrainObserver:
@@ -68,12 +74,13 @@ class TrainPanel(Vertical):
         self.steps: list[tuple[float, float, float]] = []  # (progress, loss, lr)
         self.rows: list[dict] = []
         self.last = ""
+        self.started = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(id="train-plan")
         with Horizontal(id="train-progress-row"):
             yield ProgressBar(total=100, show_eta=False, id="train-progress")
-            yield Static(id="train-status")
+        yield Static(id="train-status")
         yield LinePlot("l: launch the run and watch it here", id="train-loss")
         with Horizontal(id="train-bottom"):
             yield LinePlot("", id="train-acc")
@@ -93,6 +100,8 @@ class TrainPanel(Vertical):
     # -- launch and stop ---------------------------------------------------------------------
 
     def update_plan(self) -> None:
+        if self.training:  # the line describes the running run until it ends, whatever the bounds do now
+            return
         try:
             recipe, what = self.session.launch_recipe()
         except (UserError, PluginError) as exc:
@@ -119,6 +128,8 @@ class TrainPanel(Vertical):
         self.out_dir = self.session.run_folder(recipe.name)
         self.epochs = recipe.training.epochs
         self.steps, self.rows, self.last = [], [], ""
+        self.started = time.monotonic()
+        self.session.launched.append({"out_dir": self.out_dir, "status": "running", "epochs": 0})
         self.session.train_stop.clear()
         self.training, self.stopping = True, False
         self.session.training = True
@@ -182,15 +193,18 @@ class TrainPanel(Vertical):
             self.notify(message.error, title="training failed", severity="error")
         elif message.stopped:
             done = len(self.rows)
-            self.last = f"stopped: {done} finished epoch{'s' * (done != 1)} kept in {where}"
-            if done:
-                self.last += f" (trickbag run --resume {where})"
+            self.last = f"stopped: {done} finished epoch{'s' * (done != 1)} kept in {where}\ncontinue: trickbag run --resume {where}"
         else:
             s = message.summary or {}
             self.query_one("#train-progress", ProgressBar).update(progress=100)
-            self.last = f"done: val_acc {fmt(s.get('final_val_acc'), '.4f')} (best {fmt(s.get('best_val_acc'), '.4f')}) in {where}"
+            self.last = f"done: val_acc {fmt(s.get('final_val_acc'), '.4f')} (best {fmt(s.get('best_val_acc'), '.4f')})\nrun folder: {where}"
+        if self.session.launched:
+            self.session.launched[-1].update(
+                status="failed" if message.error else "stopped" if message.stopped else "done", epochs=len(self.rows),
+                val_acc=self.rows[-1]["val_acc"] if self.rows else None)
         self.update_status()
         self.refresh_bindings()
+        self.update_plan()
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -210,15 +224,17 @@ class TrainPanel(Vertical):
         ))
 
     def update_status(self, state: str | None = None) -> None:
-        """One line: what the run is doing and its latest numbers, or how it ended."""
-        parts: list[str] = []
-        if state:
-            parts.append(state)
-            if self.steps:
-                progress, loss, lr = self.steps[-1]
-                parts.append(f"epoch {min(int(progress) + 1, math.ceil(self.epochs))}/{math.ceil(self.epochs)}  loss {loss:.4f}  lr {lr:.3g}")
-            if self.rows:
-                parts.append(f"val_acc {self.rows[-1]['val_acc']:.4f}")
-        else:
-            parts.append(self.last or "idle")
-        self.query_one("#train-status", Static).update("  ".join(parts))
+        """Two lines under the progress bar: what the run is doing (epoch, ETA), its latest numbers
+        and the run folder; or how it ended and where, with the command that continues it."""
+        if not state:
+            self.query_one("#train-status", Static).update(self.last or "idle")
+            return
+        first, second = [state], [f"run folder: {shown_path(self.out_dir)}" if self.out_dir else ""]
+        if self.steps:
+            progress, loss, lr = self.steps[-1]
+            first.append(f"epoch {min(int(progress) + 1, math.ceil(self.epochs))}/{math.ceil(self.epochs)}")
+            elapsed = time.monotonic() - self.started
+            if progress > 0:
+                first.append(f"ETA {format_seconds(elapsed * (self.epochs - progress) / progress)}")
+            second.insert(0, f"loss {loss:.4f}  lr {lr:.3g}" + (f"  val_acc {self.rows[-1]['val_acc']:.4f}" if self.rows else ""))
+        self.query_one("#train-status", Static).update("  ".join(first) + "\n" + "  ".join(s for s in second if s))
