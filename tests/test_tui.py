@@ -534,3 +534,35 @@ def test_runs_launched_from_the_tui_are_listed_on_exit(capsys):
     err = capsys.readouterr().err
     assert "run runs/a: done, 10 epoch(s) finished, val_acc 0.9800\n" in err
     assert "run runs/b: stopped, 2 epoch(s) finished, val_acc 0.9000; continue with  trickbag run --resume runs/b" in err
+
+
+def test_the_curve_keeps_its_window_zooms_and_resweeps_between_the_bounds(recipe_file, shared_run, monkeypatch):
+    """The window never narrows onto noise; raw losses outside it are left out (not pinned to an
+    edge); z narrows the x axis to the chosen bounds; R runs the range test again between them."""
+    dots = []
+
+    async def flow():
+        app = snapshot_app(recipe_file, shared_run)
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = await swept(pilot)
+            curve, session = panel.curve, app.session
+            low, high = curve.y_range()
+            first = curve.smoothed[0]
+            assert high - low >= 0.2 * first  # at least a fifth of the first loss, whatever the curve
+            scatter = curve.plt.scatter
+            monkeypatch.setattr(curve.plt, "scatter", lambda x, y, **kw: (dots.append((kw.get("marker"), list(y))), scatter(x, y, **kw)))
+            curve.redraw()
+            raw = [ys for marker, ys in dots if marker == "dot"]
+            assert raw and all(low <= v <= high for v in raw[0])
+            assert len(raw[0]) == sum(1 for v in curve.losses if low <= v <= high)  # the others are left out
+            await pilot.press("left", "left", "left", "b", "z")
+            assert curve.view == (session.base_lr / 2, session.max_lr * 2)
+            await pilot.press("z")
+            assert curve.view is None
+            base, peak = session.base_lr, session.max_lr
+            await pilot.press("R")
+            await until(pilot, lambda: panel.state == "done")
+            await app.workers.wait_for_complete()
+            assert (session.settings.start, session.settings.end) == (base, peak) and curve.span == (base, peak)
+
+    asyncio.run(flow())

@@ -2,6 +2,7 @@
 picks ``base_lr`` and ``max_lr`` on the curve, and ``s`` saves them as ``<name>.tuned.toml``."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from rich.text import Text
@@ -58,6 +59,9 @@ class LRFindPanel(Vertical):
         Binding("m", "set_max", "Max", tooltip="set max_lr at the cursor (optimizer.lr, one_cycle max_lr)"),
         Binding("r", "run", "Run", tooltip="run the range test (again) with the current settings"),
         Binding("f", "form", "Settings", tooltip="change start LR, end LR and steps, then run"),
+        Binding("z", "zoom", "Zoom", tooltip="narrow the plot to the chosen bounds, or back to the whole sweep"),
+        Binding("R", "resweep", "Re-sweep", key_display="R",
+                tooltip="run the range test again between the chosen bounds, for a finer curve there"),
         Binding("s", "save", "Save", tooltip="save <recipe>.tuned.toml (never over the original)"),
         Binding("escape", "cancel", "Cancel", tooltip="cancel the range test (model, optimizer, RNG restored)"),
     ]
@@ -86,12 +90,26 @@ class LRFindPanel(Vertical):
             return self.state == "running"  # shown in the footer only while it means something
         if action in ("run", "form"):
             return self.state in ("idle", "done") or None
+        if action in ("zoom", "resweep"):
+            return (self.state == "done" and self.session.base_lr is not None and self.session.max_lr is not None) or None
         return True
 
     # -- the sweep ---------------------------------------------------------------------------
 
     def action_run(self) -> None:
         self.start_sweep(self.session.settings)
+
+    def action_zoom(self) -> None:
+        zoomed = self.curve.zoom()
+        self.notify("zoomed to the chosen bounds (z: whole sweep)" if zoomed else "the whole sweep", timeout=2)
+
+    def action_resweep(self) -> None:
+        session = self.session
+        if session.base_lr is None or session.max_lr is None:
+            self.notify("choose both bounds first (b and m on the curve)", severity="warning")
+            return
+        session.settings = dataclasses.replace(session.settings, start=session.base_lr, end=session.max_lr)
+        self.start_sweep(session.settings)
 
     def action_form(self) -> None:
         if self.state in ("idle", "done"):
@@ -264,7 +282,7 @@ class LRFindPanel(Vertical):
                 f"  loss {fmt(curve.losses[i], '.4f')}  smoothed {fmt(curve.smoothed[i], '.4f')}",
             ))
         else:
-            lines.append(Text.assemble(("── loss  ", style(RAW)), ("── smoothed loss  ", SMOOTH), ("│ cursor", CURSOR)))
+            lines.append(Text.assemble(("• loss  ", style(RAW)), ("── smoothed loss  ", SMOOTH), ("│ cursor", CURSOR)))
         lines.append(Text.assemble(
             ("chosen ", "bold"), ("│ base_lr ", BASE), fmt(session.base_lr), "  ", ("│ max_lr ", MAX), fmt(session.max_lr),
             ("   b / m: set at the cursor, s: save" if self.state == "done" else ""),
@@ -295,7 +313,7 @@ class LRFindPanel(Vertical):
             if session.tuned:
                 line.append(f"  saved {shown_path(session.tuned)}", style="green")
             else:
-                line.append_text(Text.assemble("   ", ("── loss ", style(RAW)), ("── smoothed", SMOOTH)))
+                line.append_text(Text.assemble("   ", ("• loss ", style(RAW)), ("── smoothed", SMOOTH)))
             return line
         if self.error:
             return Text(f"error: {self.error}", style="red")

@@ -1,5 +1,10 @@
 """The range test's curve: loss (raw and smoothed) against the LR on a log axis, drawn as steps
-arrive, with the suggestions, the chosen bounds and a cursor that moves along the curve."""
+arrive, with the suggestions, the chosen bounds and a cursor that moves along the curve.
+
+The two losses differ by mark, not only by colour: the raw loss is dots (a raw loss outside the
+window is left out, never pinned to the edge, which would look like a floor), the smoothed loss a
+line (a diverging tail runs along the top edge). The window never narrows onto the noise of a
+loss that has not started to fall yet. ``zoom`` narrows the x axis to the chosen bounds."""
 from __future__ import annotations
 
 import math
@@ -32,12 +37,13 @@ class LRCurve(Plot):
         self.suggested: dict[str, float] = {}  # "base", "max", "recommended" -> lr
         self.base_lr: float | None = None
         self.max_lr: float | None = None
+        self.view: tuple[float, float] | None = None  # a zoomed x range (LRs), None: the sweep's span
 
     # -- data --------------------------------------------------------------------------------
 
     def start(self, start: float, end: float) -> None:
         self.lrs, self.losses, self.smoothed, self.suggested = [], [], [], {}
-        self.span = (start, end)
+        self.span, self.view = (start, end), None
         self.empty = "range test starting (the first one prepares the run: data, model)..."
         self.set_reactive(LRCurve.cursor, None)
         self.redraw()
@@ -77,15 +83,26 @@ class LRCurve(Plot):
 
     # -- drawing -----------------------------------------------------------------------------
 
+    def zoom(self) -> bool:
+        """Narrow the x axis to the chosen bounds (a third of a decade of margin), or back to the
+        whole sweep. Returns whether it is zoomed now."""
+        if self.view is not None or not (self.base_lr and self.max_lr):
+            self.view = None
+        else:
+            self.view = (self.base_lr / 2, self.max_lr * 2)
+        self.redraw()
+        return self.view is not None
+
     def y_range(self) -> tuple[float, float] | None:
         """As lr_find.png: from a little under the lowest smoothed loss to well above the first,
-        so a divergence at the end does not flatten the interesting part."""
+        so a divergence at the end does not flatten the interesting part. The span is at least a
+        fifth of the first loss: before the loss falls, the window must not zoom onto its noise."""
         values = [v for v in self.smoothed if math.isfinite(v)]
         if not values:
             return None
         low, first = min(values), values[0]
-        span = abs(first - low)
-        return low - 0.1 * span - 1e-3, max(first, low) + 0.6 * span + 1e-3
+        span = max(abs(first - low), 0.2 * abs(first), 1e-3)
+        return low - 0.1 * span, max(first, low) + 0.6 * span
 
     def _y_at(self, lr: float) -> float | None:
         xs, ys = finite([math.log10(v) for v in self.lrs], self.smoothed)
@@ -104,27 +121,30 @@ class LRCurve(Plot):
         plt.clear_figure()
         self.has_data = bool(self.lrs)
         if self.has_data:
-            lo, hi = (math.log10(v) for v in self.span)
+            lo, hi = (math.log10(v) for v in (self.view or self.span))
             plt.xlim(lo, hi)
             plt.xticks(*log_ticks(lo, hi))
             y_range = self.y_range()
             if y_range:
                 plt.ylim(*y_range)
             xs = [math.log10(v) for v in self.lrs]
-            for ys, color in ((self.losses, RAW), (self.smoothed, SMOOTH)):
-                x, y = finite(xs, ys)
-                if y_range:  # a diverging loss runs along the top edge instead of off the frame
-                    y = [min(max(v, y_range[0]), y_range[1]) for v in y]
-                if x:
-                    plt.plot(x, y, color=color, marker=MARKER)
+            inside = (lambda v: y_range[0] <= v <= y_range[1]) if y_range else (lambda v: True)
+            # raw loss: dots, and only those inside the window
+            x, y = finite(xs, self.losses)
+            kept = [(a, b) for a, b in zip(x, y) if inside(b) and lo <= a <= hi]
+            if kept:
+                plt.scatter([a for a, _ in kept], [b for _, b in kept], color=RAW, marker="dot")
+            # smoothed loss: a line; a diverging tail runs along the top edge instead of off the frame
+            x, y = finite(xs, self.smoothed)
+            if y_range:
+                y = [min(max(v, y_range[0]), y_range[1]) for v in y]
+            if x:
+                plt.plot(x, y, color=SMOOTH, marker=MARKER)
+            # drawn in this order so that the later ones stay visible on top: bounds, cursor, then
+            # the suggestions (the recommendation's star is never hidden under the cursor)
             for value, color in ((self.base_lr, BASE), (self.max_lr, MAX)):
                 if value:
                     plt.vertical_line(math.log10(value), color=color)
-            for key, marker, color in (("base", "▲", SUGGESTED), ("max", "▲", SUGGESTED), ("recommended", "★", RECOMMENDED)):
-                lr = self.suggested.get(key)
-                y = self._y_at(lr) if lr else None
-                if y is not None:
-                    plt.scatter([math.log10(lr)], [y], marker=marker, color=color)
             if self.cursor is not None and self.cursor < len(self.lrs):
                 x = xs[self.cursor]
                 plt.vertical_line(x, color=CURSOR)
@@ -133,4 +153,9 @@ class LRCurve(Plot):
                     if y_range:
                         y = min(max(y, y_range[0]), y_range[1])
                     plt.scatter([x], [y], marker="●", color=CURSOR)
+            for key, marker, color in (("base", "▲", SUGGESTED), ("max", "▲", SUGGESTED), ("recommended", "★", RECOMMENDED)):
+                lr = self.suggested.get(key)
+                y = self._y_at(lr) if lr else None
+                if y is not None:
+                    plt.scatter([math.log10(lr)], [y], marker=marker, color=color)
         self.refresh()
