@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-
 from trickbag.config import DataConfig
 from trickbag.data import load_data
 from trickbag.engine.loop import Diverged, fit

@@ -10,13 +10,12 @@ import statistics
 import time
 
 import torch
-
-from trickbag.services import resolve_recipe
 from trickbag.context import TrainState
-from trickbag.lr_range.sweep import sweep
-from trickbag.recipe import load_recipe
 from trickbag.engine.assemble import prepare_run
 from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step, set_lr
+from trickbag.lr_range.sweep import sweep
+from trickbag.recipe import load_recipe
+from trickbag.services import resolve_recipe
 
 
 def plain_steps(run, steps: int, lr: float) -> float:

@@ -77,9 +77,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from trickbag.lr_range import suggest as lr_suggest
-from trickbag.errors import UserError
 from trickbag.engine.loop import fit
+from trickbag.errors import UserError
+from trickbag.lr_range import suggest as lr_suggest
 from trickbag.lr_range.sweep import lr_find
 from trickbag.recipe import build_recipe
 

@@ -22,7 +22,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from trickbag.data import load_data
 from trickbag.engine.loop import fit
 from trickbag.models import build_model

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
 from trickbag.cli.app import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 QUICK = ["--set", "data.name=digits", "--set", "data.val_size=297", "--set", "model.name=mlp", "--set", "training.epochs=1"]

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from trickbag.config import DataConfig
 from trickbag.data import DATASETS, DataInfo, load_data
 from trickbag.data.device_loader import DeviceTrainSource, crops_indexed, crops_strided

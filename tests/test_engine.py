@@ -10,16 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from torch import nn
-
 from trickbag.engine.device import select_device
 from trickbag.engine.loop import fit
 from trickbag.engine.speed import Speed, resolve_speed
 from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
-from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.recipe import build_recipe, load_recipe
+from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.testing import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,8 @@ import math
 
 import pytest
 import torch
-
-from trickbag.data import load_data
 from trickbag.config import DataConfig
+from trickbag.data import load_data
 from trickbag.engine.assemble import prepare_run
 from trickbag.engine.loop import fit
 from trickbag.hookspecs import hookimpl

@@ -4,7 +4,6 @@ import inspect
 from pathlib import Path
 
 import pytest
-
 from trickbag import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,13 +9,12 @@ import types
 import pytest
 import torch
 from torch import nn
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
-from trickbag.errors import PluginError, UserError
+from trickbag.engine.assemble import prepare_run
 from trickbag.engine.loop import fit
+from trickbag.errors import PluginError, UserError
 from trickbag.plugins import Catalog
 from trickbag.recipe import build_recipe
-from trickbag.engine.assemble import prepare_run
 
 BASE = {
     "data": {"name": "digits", "val_size": 297},  # 1,500 training digits

@@ -10,18 +10,17 @@ import random
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from trickbag.cli.app import app
-from trickbag.hookspecs import hookimpl
-from trickbag.lr_range.sweep import lr_at, lr_find, sweep
-from trickbag.recipe import build_recipe
+from trickbag.context import TrainState
 from trickbag.engine.assemble import prepare_run
 from trickbag.engine.step import begin_epoch, epoch_batches, make_train_step
-from trickbag.context import TrainState
 from trickbag.errors import PluginError
+from trickbag.hookspecs import hookimpl
+from trickbag.lr_range.sweep import lr_at, lr_find, sweep
 from trickbag.plugins import Catalog, TrickOptions, TrickSpec
+from trickbag.recipe import build_recipe
 from trickbag.testing import torchrun
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -186,7 +185,7 @@ QUICK = ["--set", "data.name=digits", "--set", "data.val_size=297", "--set", "mo
 
 def test_cli_writes_csv_json_png_and_applies_without_touching_the_original(tmp_path):
     src = tmp_path / "my.toml"
-    src.write_text("# my recipe\n[optimizer]\nname = \"sgd\"\nlr = 0.01  # keep this comment\n\n[tricks.one_cycle]\n")
+    src.write_text("# my recipe\n[optimizer]\nname = \"sgd\"\nlr = 0.01  # about the old value\nmomentum = 0.9  # keep this comment\n\n[tricks.one_cycle]\n")
     original = src.read_text()
     out = tmp_path / "lr"
     result = runner.invoke(app, ["lr-find", str(src), *QUICK, "--steps", "60", "--out", str(out), "--apply"])
@@ -202,6 +201,7 @@ def test_cli_writes_csv_json_png_and_applies_without_touching_the_original(tmp_p
     tuned = tmp_path / "my.tuned.toml"
     text = tuned.read_text()
     assert "# keep this comment" in text and "# my recipe" in text
+    assert "# about the old value" not in text and "chosen with the LR range test" in text  # a comment made false is replaced
     import tomllib
 
     parsed = tomllib.loads(text)

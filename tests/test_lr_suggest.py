@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from trickbag.lr_range import suggest as L
 from trickbag.lr_range.suggest import Suggestion, suggest
 

@@ -8,9 +8,14 @@ import pytest
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
-
 from trickbag.errors import UserError
-from trickbag.models import MODELS, RESIDUAL_BLOCKS, CifarBasicBlock, build_model, register_model
+from trickbag.models import (
+    MODELS,
+    RESIDUAL_BLOCKS,
+    CifarBasicBlock,
+    build_model,
+    register_model,
+)
 
 
 def make_info(in_channels: int = 1, size: int = 28, num_classes: int = 10) -> types.SimpleNamespace:

@@ -6,12 +6,17 @@ import math
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from trickbag.cli.app import app
-from trickbag.services import bundled_recipes
-from trickbag.momentum.constants import EPOCH_FRACTION, REFERENCE_BETAS, momentum_rows, run_length, time_constant
+from trickbag.momentum.constants import (
+    EPOCH_FRACTION,
+    REFERENCE_BETAS,
+    momentum_rows,
+    run_length,
+    time_constant,
+)
 from trickbag.recipe import build_recipe, load_recipe
+from trickbag.services import bundled_recipes
+from typer.testing import CliRunner
 
 DIGITS = {"data": {"name": "digits", "val_size": 297}, "model": {"name": "small_cnn", "width": 8}}
 
@@ -113,7 +118,6 @@ def test_momentum_schedule_extremes_and_batch_size_milestones():
     # epochs 0-1 at batch 100 (15 steps each), epochs 2-3 at batch 300 (5 steps each)
     assert rows[0]["run_steps"] == 40
     import torch as _torch
-
     from trickbag.data import load_data
 
     train, _ = load_data(r.data, _torch.device("cpu"))

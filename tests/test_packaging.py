@@ -2,8 +2,9 @@
 real install (CI's plugins, a GPU node) only finds what pyproject.toml lists."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,6 @@ progress bar, the momentum table and the TUI preview must all agree with it."""
 from __future__ import annotations
 
 import pytest
-
 from trickbag.engine.assemble import plan_context, prepare_run
 from trickbag.engine.loop import fit
 from trickbag.engine.plan import nominal_steps, plan_run, steps_in_epoch

@@ -10,10 +10,9 @@ import sys
 import textwrap
 
 import pytest
-from typer.testing import CliRunner
-
 from trickbag.cli.app import app
 from trickbag.plugins import reset_plugins
+from typer.testing import CliRunner
 
 runner = CliRunner()
 DIGITS = '[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\nwidth = 8\n[training]\nepochs = 0.2\nbatch_size = 100\n'

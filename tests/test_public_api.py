@@ -5,7 +5,6 @@ import types
 
 import pytest
 import torch
-
 import trickbag
 from trickbag import TrickOptions, TrickSpec, UserError, hookimpl
 from trickbag.data import load_data

@@ -8,11 +8,10 @@ import time
 
 import pytest
 import torch
-
-from trickbag.runs.checkpoint import load_checkpoint
-from trickbag.hookspecs import hookimpl
 from trickbag.engine.loop import fit
+from trickbag.hookspecs import hookimpl
 from trickbag.recipe import load_recipe
+from trickbag.runs.checkpoint import load_checkpoint
 
 RECIPE = """
 [data]
@@ -116,9 +115,8 @@ def test_ctrl_c_mid_epoch_keeps_finished_epochs_and_resumes_exactly(tmp_path):
 def test_ctrl_c_in_the_first_epoch_resumes_from_the_start(tmp_path):
     """Interrupted before any epoch finished: no checkpoint, and --resume starts over from epoch 1,
     ending where an uninterrupted run ends; the CLI says so instead of a hint that would fail."""
-    from typer.testing import CliRunner
-
     from trickbag.cli.app import app
+    from typer.testing import CliRunner
 
     path = tmp_path / "r.toml"
     path.write_text(RECIPE.format(epochs=2))
@@ -142,10 +140,9 @@ def test_ctrl_c_in_the_first_epoch_resumes_from_the_start(tmp_path):
 
 
 def test_the_interrupt_message_fits_what_is_on_disk(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
     import trickbag.engine.loop
     from trickbag.cli.app import app
+    from typer.testing import CliRunner
 
     def interrupted(recipe, out_dir, **kwargs):
         out_dir.mkdir(parents=True)

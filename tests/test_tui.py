@@ -14,16 +14,15 @@ import copy
 import shutil
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
-
-from trickbag.services import bundled_recipes
+from trickbag.engine.assemble import prepare_run
 from trickbag.hookspecs import hookimpl
 from trickbag.recipe import load_recipe
-from trickbag.engine.assemble import prepare_run
+from trickbag.services import bundled_recipes
 from trickbag_tui.app import TrickbagApp
 from trickbag_tui.screens.lr_find import LRFindPanel
 from trickbag_tui.screens.main import MainScreen
@@ -469,7 +468,6 @@ def test_a_burst_of_tab_keys_lands_on_the_last_and_stays(recipe_file, shared_run
     and keys still work (before the fix it cycled 1 -> 3 -> 5 and only q got through)."""
     from textual import events
     from textual.widgets import TabbedContent
-
     from trickbag_tui.screens.help import HelpScreen
 
     async def flow():

@@ -5,11 +5,11 @@ file and the key (with the closest valid name for typos); the CLI turns it into 
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trickbag.config import DataConfig, ModelConfig, OptimizerConfig, TrainingConfig
@@ -143,9 +143,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not a UTF-8 text file") from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, catalog: Catalog | None = None) -> Recipe:
-    """Read, override (``--set``) and validate a recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, catalog: Catalog | None = None, where: str | None = None) -> Recipe:
+    """Read, override (``--set``) and validate a recipe file; errors begin with ``where`` (the path)."""
     path = Path(path)
     raw = read_toml(path)
     apply_overrides(raw, overrides or [])
-    return build_recipe(raw, where=str(path), name=path.stem, catalog=catalog)
+    return build_recipe(raw, where=where or str(path), name=path.stem, catalog=catalog)

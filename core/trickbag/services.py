@@ -25,3 +25,13 @@ def resolve_recipe(name: str) -> Path:
         return bundled[name.removesuffix(".toml")]
     known = ", ".join(sorted(bundled))
     raise UserError(f"recipe '{name}' not found (not a file, nor a bundled recipe: {known})")
+
+
+def load_named_recipe(name: str, overrides: list[str] | None = None):
+    """``resolve_recipe`` then load it with ``--set`` overrides. Errors name a bundled recipe by its
+    name (``quickstart.toml: unknown key ...``), not by its path inside the installed package."""
+    from trickbag.recipe import load_recipe
+
+    path = resolve_recipe(name)
+    where = path.name if not Path(name).exists() else None
+    return path, load_recipe(path, overrides, where=where)

@@ -12,7 +12,6 @@ only, so a resumed run continues with the right batch size.
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from pydantic import Field
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pydantic import Field
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
-
 
 MIXUP_SALT = 0x6D69787570  # "mixup"
 

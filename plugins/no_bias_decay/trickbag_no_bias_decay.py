@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from pydantic import Field
 from torch import nn
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (

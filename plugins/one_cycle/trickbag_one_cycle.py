@@ -12,7 +12,6 @@ import math
 from typing import Literal
 
 from pydantic import Field
-
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 

@@ -12,8 +12,8 @@ from trickbag_tui.messages import RecipePicked
 from trickbag_tui.session import Session, SweepSettings
 
 if TYPE_CHECKING:
-    from trickbag.recipe import Recipe
     from trickbag.engine.assemble import Run
+    from trickbag.recipe import Recipe
 
 
 class TrickbagApp(App[None]):

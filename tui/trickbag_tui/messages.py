@@ -14,6 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from trickbag.lr_range.sweep import LRFindResult
     from trickbag.recipe import Recipe
+
     from trickbag_tui.session import SweepSettings
 
 # -- the recipe and its prepared run ---------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from trickbag.engine.assemble import Run
     from trickbag.lr_range.sweep import LRFindResult
     from trickbag.recipe import Recipe
-    from trickbag.engine.assemble import Run
 
 #: the schedule preview evaluates the schedules at most at this many optimizer steps
 PREVIEW_POINTS = 800
@@ -168,8 +168,8 @@ class Session:
     def tuned_target(self) -> Path:
         """Where :meth:`save` writes: next to the recipe, or in the current folder for a bundled one
         (it lives inside the package), never over an existing file."""
-        from trickbag.services import bundled_recipes
         from trickbag.lr_range.outputs import tuned_path
+        from trickbag.services import bundled_recipes
 
         assert self.path is not None
         bundled = {p.resolve() for p in bundled_recipes().values()}

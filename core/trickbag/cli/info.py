@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
+import tomllib
 from rich.table import Table
 from rich.text import Text
 
 from trickbag import __version__
 from trickbag.cli.app import RecipeArgument, SetOption, flag
 from trickbag.cli.output import err, out, plain
-from trickbag.services import bundled_recipes, resolve_recipe
-
-from typing import Annotated
+from trickbag.services import bundled_recipes, load_named_recipe
 
 
 def plugins_header(recipe=None) -> Text:
@@ -32,9 +30,8 @@ def check(recipe: RecipeArgument, set_: SetOption = None) -> None:
     """Validate a recipe and its tricks (data, model, optimizer, schedules, the tricks' own checks)
     without training; print it resolved."""
     from trickbag.engine.assemble import prepare_run
-    from trickbag.recipe import load_recipe
 
-    loaded = load_recipe(resolve_recipe(recipe), set_)
+    _, loaded = load_named_recipe(recipe, set_)
     run = prepare_run(loaded)  # builds everything a run needs, so a bad model option or data path shows here
     run.release()
     err.print(plugins_header(loaded))
@@ -102,9 +99,8 @@ def momentum(recipe: RecipeArgument, set_: SetOption = None) -> None:
     """Momentum time constants T = -1/ln(beta) in steps and in epochs of this recipe, with warnings."""
     from trickbag.momentum.constants import momentum_rows
     from trickbag.momentum.report import print_momentum
-    from trickbag.recipe import load_recipe
 
-    loaded = load_recipe(resolve_recipe(recipe), set_)
+    _, loaded = load_named_recipe(recipe, set_)
     print_momentum(out, momentum_rows(loaded))
 
 

@@ -12,7 +12,7 @@ import typer
 from trickbag.cli.app import RecipeArgument, SetOption, flag
 from trickbag.cli.info import plugins_header
 from trickbag.cli.output import err, out, plain
-from trickbag.services import resolve_recipe
+from trickbag.services import load_named_recipe
 
 NOTHING_TO_APPLY = 3  # exit code: --apply found no recommendation on the curve
 
@@ -33,15 +33,18 @@ def lr_find_command(
 ) -> None:
     """LR range test: sweep the LR over the recipe's real training step, suggest LR bounds, restore everything."""
     from trickbag.engine.assemble import prepare_run
-    from trickbag.lr_range.outputs import apply_bounds, provenance, tuned_path, write_outputs
+    from trickbag.lr_range.outputs import (
+        apply_bounds,
+        provenance,
+        tuned_path,
+        write_outputs,
+    )
     from trickbag.lr_range.report import LiveSweep, print_suggestions
     from trickbag.lr_range.sweep import check_settings, sweep
-    from trickbag.recipe import load_recipe
     from trickbag.runs.folder import default_out_dir
 
     check_settings(start, end, steps, mode, diverge, smooth)
-    path = resolve_recipe(recipe)
-    loaded = load_recipe(path, set_)
+    path, loaded = load_named_recipe(recipe, set_)
     target = out_dir or default_out_dir(f"{path.stem}-lr-find")
     rank0 = os.environ.get("RANK", "0") == "0"
     if rank0:

@@ -11,7 +11,7 @@ from trickbag.cli.app import SetOption, flag
 from trickbag.cli.info import plugins_header
 from trickbag.cli.output import err, out, plain, quiet_logging
 from trickbag.errors import UserError
-from trickbag.services import resolve_recipe
+from trickbag.services import load_named_recipe
 
 
 def run(
@@ -37,8 +37,7 @@ def run(
     else:
         if recipe is None:
             raise UserError("missing RECIPE (a TOML file or a bundled recipe name; see `trickbag recipes`)")
-        path = resolve_recipe(recipe)
-        loaded = load_recipe(path, set_)
+        path, loaded = load_named_recipe(recipe, set_)
         target = out_dir or default_out_dir(path.stem)
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
     if rank0:
@@ -69,7 +68,6 @@ def tui(
     set_: SetOption = None,
 ) -> None:
     """The terminal UI: live LR range test, schedule preview, momentum time constants, training curves."""
-    from trickbag.recipe import load_recipe
 
     try:
         from trickbag_tui.app import run_app
@@ -78,7 +76,6 @@ def tui(
             raise UserError(f"the terminal UI is not installed ({exc.name} missing): pip install ./tui from a trickbag checkout") from None
         raise
 
-    path = resolve_recipe(recipe) if recipe else None
-    loaded = load_recipe(path, set_) if path else None  # bad input fails here, before the screen opens
+    path, loaded = load_named_recipe(recipe, set_) if recipe else (None, None)  # bad input fails here, before the screen opens
     quiet_logging()  # the screen shows messages its own way; lines on stderr would tear it
     run_app(path, loaded, set_ or [])

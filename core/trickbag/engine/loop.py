@@ -13,17 +13,23 @@ from typing import Any, Iterable
 
 import torch
 
-from trickbag.runs import checkpoint as ckpt
-from trickbag.runs.checkpoint import checked_state
-from trickbag.runs import folder as rundir
 from trickbag.context import TrainState
+from trickbag.engine.assemble import Run, base_momentum, prepare_run
 from trickbag.engine.device import autocast_dtype
-from trickbag.errors import UserError
 from trickbag.engine.evaluate import evaluate
+from trickbag.engine.step import (
+    begin_epoch,
+    epoch_batches,
+    live,
+    make_train_step,
+    set_momentum,
+)
+from trickbag.errors import UserError
 from trickbag.plugins import Catalog, blamed
 from trickbag.recipe import Recipe
-from trickbag.engine.assemble import Run, base_momentum, prepare_run
-from trickbag.engine.step import begin_epoch, epoch_batches, live, make_train_step, set_momentum
+from trickbag.runs import checkpoint as ckpt
+from trickbag.runs import folder as rundir
+from trickbag.runs.checkpoint import checked_state
 
 
 class Diverged(UserError):

@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 
 from trickbag.context import Batch, TrainState
+from trickbag.engine.assemble import Run
 from trickbag.engine.device import autocast_dtype, epoch_seed, reseed_global
 from trickbag.engine.plan import batch_size_for, steps_in_epoch
-from trickbag.engine.assemble import Run
 
 Step = Callable[[torch.Tensor, torch.Tensor, TrainState], torch.Tensor]
 

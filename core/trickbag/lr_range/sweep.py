@@ -24,12 +24,18 @@ import numpy as np
 import torch
 
 from trickbag.context import TrainState
+from trickbag.engine.assemble import Run, prepare_run
+from trickbag.engine.step import (
+    begin_epoch,
+    epoch_batches,
+    live,
+    make_train_step,
+    set_lr,
+)
 from trickbag.errors import PluginError, UserError
 from trickbag.lr_range.suggest import Suggestions, suggest
 from trickbag.plugins import culprit
 from trickbag.recipe import Recipe
-from trickbag.engine.assemble import Run, prepare_run
-from trickbag.engine.step import begin_epoch, epoch_batches, live, make_train_step, set_lr
 
 Mode = Literal["exp", "linear"]
 

@@ -1,12 +1,10 @@
 
 import pytest
 import torch
-
-from trickbag.testing import plugin_row
 from trickbag.errors import UserError
 from trickbag.hookspecs import hookimpl
+from trickbag.testing import plugin_row
 from trickbag_batch_size_schedule import BatchSizeSchedule, BatchSizeScheduleOptions
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 

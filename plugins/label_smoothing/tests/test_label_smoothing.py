@@ -3,11 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from trickbag.testing import plugin_row
 from trickbag.context import Batch
+from trickbag.testing import plugin_row
 from trickbag_label_smoothing import LabelSmoothing, LabelSmoothingOptions
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 

@@ -2,12 +2,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-from trickbag.testing import plugin_row
 from trickbag.context import Batch, TrainState
 from trickbag.hookspecs import hookimpl
+from trickbag.testing import plugin_row
 from trickbag_mixup import Mixup, MixupOptions
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 

@@ -5,10 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
-
 from trickbag.testing import plugin_row
 from trickbag_no_bias_decay import NoBiasDecay, NoBiasDecayOptions
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
@@ -142,8 +140,8 @@ def test_embeddings_are_decayed_unless_excluded():
 
 
 def test_engine_builds_the_optimizer_with_the_two_groups():
-    from trickbag.recipe import build_recipe
     from trickbag.engine.assemble import prepare_run
+    from trickbag.recipe import build_recipe
 
     def prepare(tricks):
         recipe = build_recipe({

@@ -2,10 +2,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from trickbag.testing import plugin_row
 from trickbag_one_cycle import OneCycle, OneCycleOptions
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trickbag.testing
 
@@ -66,8 +64,8 @@ def test_max_lr_defaults_to_optimizer_lr_and_momentum_can_stay():
 
 def test_engine_applies_it_like_torch_with_adam_betas(tmp_path):
     """Through the real loop: the LR and beta1 used at each step equal OneCycleLR's."""
-    from trickbag.hookspecs import hookimpl
     from trickbag.engine.loop import fit
+    from trickbag.hookspecs import hookimpl
     from trickbag.recipe import build_recipe
 
     seen = []

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from trickbag.engine.assemble import prepare_run
 from trickbag.engine.loop import fit
 from trickbag.hookspecs import hookimpl

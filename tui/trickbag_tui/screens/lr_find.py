@@ -12,12 +12,29 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
-
 from trickbag.errors import PluginError, UserError
-from trickbag_tui.messages import BoundsChanged, SweepFailed, SweepFinished, SweepStarted, SweepSteps, TunedSaved
+
+from trickbag_tui.messages import (
+    BoundsChanged,
+    SweepFailed,
+    SweepFinished,
+    SweepStarted,
+    SweepSteps,
+    TunedSaved,
+)
 from trickbag_tui.screens.sweep_form import SweepForm
 from trickbag_tui.session import Session, SweepSettings, shown_path
-from trickbag_tui.widgets.lr_curve import BASE, CURSOR, MAX, RAW, RECOMMENDED, SMOOTH, SUGGESTED, LRCurve, style
+from trickbag_tui.widgets.lr_curve import (
+    BASE,
+    CURSOR,
+    MAX,
+    RAW,
+    RECOMMENDED,
+    SMOOTH,
+    SUGGESTED,
+    LRCurve,
+    style,
+)
 from trickbag_tui.widgets.plots import fmt
 
 CURSOR_KEYS = Binding.Group("Cursor", compact=True)

@@ -8,8 +8,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane, Tabs
-
 from trickbag.errors import PluginError, UserError
+
 from trickbag_tui.messages import BoundsChanged, RunReady, TunedSaved
 from trickbag_tui.screens.lr_find import LRFindPanel
 from trickbag_tui.screens.momentum import MomentumPanel

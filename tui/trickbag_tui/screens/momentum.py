@@ -6,10 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
-
 from trickbag.errors import PluginError, UserError
 from trickbag.momentum.constants import momentum_rows
 from trickbag.momentum.report import caption, format_epochs, format_steps
+
 from trickbag_tui.session import Session
 
 

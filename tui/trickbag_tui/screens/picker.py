@@ -1,9 +1,9 @@
 """Without a recipe on the command line: pick one of the bundled recipes."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
-
 from trickbag.errors import PluginError, UserError
+
 from trickbag_tui.messages import RecipePicked
 
 

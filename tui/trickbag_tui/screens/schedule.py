@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-
 from trickbag.errors import PluginError, UserError
+
 from trickbag_tui.session import Preview, Session
 from trickbag_tui.widgets.plots import LineData, LinePlot, Series, fmt
 

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
-
 from trickbag.errors import UserError
+
 from trickbag_tui.session import SweepSettings
 
 

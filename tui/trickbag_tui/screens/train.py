@@ -4,8 +4,8 @@ step, keeping the checkpoint of every finished epoch."""
 from __future__ import annotations
 
 import math
-import time
 import threading
+import time
 from pathlib import Path
 
 from rich.text import Text
@@ -15,9 +15,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message_pump import MessagePump
 from textual.widgets import ProgressBar, Static
-
 from trickbag.errors import PluginError, UserError
 from trickbag.hookspecs import hookimpl
+
 from trickbag_tui.messages import TrainEpoch, TrainFinished, TrainStarted, TrainStep
 from trickbag_tui.session import Session, shown_path
 from trickbag_tui.widgets.plots import LineData, LinePlot, Series, fmt

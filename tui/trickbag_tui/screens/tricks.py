@@ -7,8 +7,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
-
 from trickbag.plugins import InstalledTrick, load_plugins
+
 from trickbag_tui.session import Session
 
 
