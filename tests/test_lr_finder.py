@@ -369,3 +369,16 @@ def test_restore_is_not_interrupted_by_a_second_ctrl_c(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sweep(run, steps=50, on_step=interrupt)
     assert_identical(before, everything(run))
+
+
+def test_apply_with_nothing_to_apply_exits_3_and_says_how_to_widen(tmp_path):
+    """A sweep too narrow to show a fall: one 'no recommendation' line, nothing written, exit code 3
+    (not 0: a script must not go on with an untuned recipe), and how to widen the sweep."""
+    src = tmp_path / "my.toml"
+    src.write_text("[optimizer]\nname = \"sgd\"\nlr = 0.01\n")
+    result = runner.invoke(app, ["lr-find", str(src), *QUICK, "--steps", "10", "--start", "1e-9", "--end", "1e-8",
+                                 "--out", str(tmp_path / "lr"), "--apply"])
+    assert result.exit_code == 3, result.output
+    assert result.stdout.count("no recommendation") == 1 and "no recommendation: no recommendation" not in result.stdout
+    assert "--apply: no recommendation on this curve, nothing written; widen the sweep (--start 1e-11 --end 1e-07)" in result.stderr
+    assert not list(tmp_path.glob("*.tuned*.toml")) and (tmp_path / "lr" / "lr_find.csv").exists()
