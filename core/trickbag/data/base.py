@@ -31,6 +31,8 @@ class TrainSource:
     """Shuffled, augmented training batches; randomness comes only from (seed, epoch)."""
 
     info: DataInfo
+    # the layout batches are handed out in: the engine sets channels_last for conv nets on GPUs
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def num_batches(self, batch_size: int) -> int:
         # drop_last: every step sees a full batch, except a set smaller than one batch (one short step).
@@ -45,6 +47,7 @@ class ValSource:
     """Validation batches in a fixed order, without augmentation, keeping the last partial batch."""
 
     info: DataInfo
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         raise NotImplementedError

@@ -63,7 +63,6 @@ class _KeyBatches(Sampler[list[Key]]):
 class _Loader:
     def __init__(self, items: _Items, device: torch.device, num_workers: int) -> None:
         self.device, self.sampler = device, _KeyBatches()
-        self.memory_format = torch.contiguous_format
         self.loader = DataLoader(
             items,
             batch_sampler=self.sampler,
@@ -74,27 +73,17 @@ class _Loader:
             generator=torch.Generator(),
         )
 
-    def run(self, keys: list[Key], batch_size: int, count: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def run(self, keys: list[Key], batch_size: int, count: int, memory_format: torch.memory_format) -> Iterator[tuple[Tensor, Tensor]]:
         # Armed inside the generator, when iteration starts, so a batches() call made early cannot
         # re-arm the sampler under an epoch still running.
         self.sampler.arm(keys, batch_size, count)
         # pinned batches (pin_memory on CUDA) copy without blocking the host; the layout change rides
         # on the same copy
         for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True, memory_format=self.memory_format), y.to(self.device, non_blocking=True)
+            yield x.to(self.device, non_blocking=True, memory_format=memory_format), y.to(self.device, non_blocking=True)
 
 
-class _Layout:
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return self._loader.memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: torch.memory_format) -> None:
-        self._loader.memory_format = value
-
-
-class LoaderTrainSource(_Layout, TrainSource):
+class LoaderTrainSource(TrainSource):
     def __init__(self, info: DataInfo, base: Dataset, indices: Tensor, device: torch.device,
                  padding: int, flip: bool, num_workers: int) -> None:
         self.info, self.indices, self.padding, self.flip = info, indices, padding, flip
@@ -107,10 +96,10 @@ class LoaderTrainSource(_Layout, TrainSource):
         top = plan.dy.tolist() if plan.dy is not None else [-1] * n
         left = plan.dx.tolist() if plan.dx is not None else [-1] * n
         flip = plan.flip.tolist() if plan.flip is not None else [False] * n
-        return self._loader.run(list(zip(index, top, left, flip)), batch_size, self.num_batches(batch_size))
+        return self._loader.run(list(zip(index, top, left, flip)), batch_size, self.num_batches(batch_size), self.memory_format)
 
 
-class LoaderValSource(_Layout, ValSource):
+class LoaderValSource(ValSource):
     def __init__(self, info: DataInfo, base: Dataset, indices: Tensor, device: torch.device,
                  num_workers: int) -> None:
         self.info = info
@@ -118,4 +107,4 @@ class LoaderValSource(_Layout, ValSource):
         self._loader = _Loader(_Items(base, info, 0), device, num_workers)
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        return self._loader.run(self.keys, batch_size, math.ceil(len(self.keys) / batch_size))
+        return self._loader.run(self.keys, batch_size, math.ceil(len(self.keys) / batch_size), self.memory_format)

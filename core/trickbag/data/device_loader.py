@@ -66,7 +66,7 @@ def flip_where(x: Tensor, flip: Tensor) -> Tensor:
 
 
 class Normalise:
-    """uint8 levels -> float32 ``(x / levels - mean) / std``, optionally in channels_last memory.
+    """uint8 levels -> float32 ``(x / levels - mean) / std``, in the memory format asked for.
 
     The arithmetic and its order are those of torchvision's ``to_tensor`` then ``Normalize`` (the
     DataLoader path), so both paths produce the same bits; the layout does not change a value."""
@@ -77,10 +77,9 @@ class Normalise:
         self.levels = torch.tensor(float(levels), device=device)
         self.mean = torch.tensor(info.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.memory_format = torch.contiguous_format
 
-    def __call__(self, x: Tensor) -> Tensor:
-        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=self.memory_format)
+    def __call__(self, x: Tensor, memory_format: torch.memory_format) -> Tensor:
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=memory_format)
         return out.copy_(x).div_(self.levels).sub_(self.mean).div_(self.std)
 
 
@@ -110,14 +109,6 @@ class DeviceTrainSource(TrainSource):
         self.strided = x.device.type in ("cpu", "cuda")
         self._windows = crop_windows(self.store, info.image_size) if self.strided and padding else None
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return self.normalise.memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: torch.memory_format) -> None:
-        self.normalise.memory_format = value
-
     def _images(self, index: Tensor, dy: Tensor | None, dx: Tensor | None, flip: Tensor | None) -> Tensor:
         if dy is None:
             x = self.store.index_select(0, index)
@@ -127,7 +118,7 @@ class DeviceTrainSource(TrainSource):
             x = crops_indexed(self.store, index, dy, dx, self.info.image_size)
         if flip is not None:
             x = flip_where(x, flip)
-        return self.normalise(x)
+        return self.normalise(x, self.memory_format)
 
     def batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         plan = _to_device(epoch_plan(self.info.train_size, seed, epoch, self.padding, self.flip), self.device)
@@ -157,7 +148,7 @@ class DeviceTrainSource(TrainSource):
             x = images(s)
             if plan.flip is not None:
                 x = flip_where(x, plan.flip[s])
-            yield self.normalise(x), labels[s]
+            yield self.normalise(x, self.memory_format), labels[s]
 
 
 class DeviceValSource(ValSource):
@@ -166,14 +157,6 @@ class DeviceValSource(ValSource):
         self.info, self.x, self.y = info, x, y
         self.normalise = Normalise(info, levels, x.device)
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return self.normalise.memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: torch.memory_format) -> None:
-        self.normalise.memory_format = value
-
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in zip(self.x.split(batch_size), self.y.split(batch_size)):
-            yield self.normalise(x), y
+            yield self.normalise(x, self.memory_format), y
