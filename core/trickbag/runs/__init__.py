@@ -1,0 +1,1 @@
+"""Run folders on disk: the resolved recipe, the metrics rows and the checkpoint."""
