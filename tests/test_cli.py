@@ -89,9 +89,10 @@ def test_resume_from_a_folder_that_is_not_a_run(tmp_path):
 def test_resume_with_a_corrupt_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", "quickstart", *QUICK, "--out", str(out), "-q"]).exit_code == 0
-    (out / "recipe.toml").write_text((out / "recipe.toml").read_text().replace("epochs = 1.0", "epochs = 2.0"))
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    one_line_error(runner.invoke(app, ["run", "--resume", str(out)]), "checkpoint.pt", "unreadable")
+    one_line_error(runner.invoke(app, ["run", "--resume", str(out), "--epochs", "2"]), "checkpoint.pt", "is corrupt")  # digest recorded
+    (out / "checkpoint.pt.sha256").unlink()  # a copy without its digest: read, and refused as what it is
+    one_line_error(runner.invoke(app, ["run", "--resume", str(out), "--epochs", "2"]), "checkpoint.pt", "unreadable")
 
 
 def test_out_folder_already_holding_a_run(tmp_path):

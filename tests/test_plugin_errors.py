@@ -160,12 +160,16 @@ class T:
 """ + declare("counter", "T"))
     out = tmp_path / "out"
     assert runner.invoke(app, ["run", recipe(tmp_path), "--set", "training.epochs=2", "--out", str(out)]).exit_code == 0
-    # the run trained without the trick; its recipe now enables it, and it stopped after epoch 1
+    # the run stopped after epoch 1 with the trick enabled, but its checkpoint holds no state for it
+    # (the plugin saved none then, and does now): recipe.toml and the checkpoint's recipe agree
     import torch
+
+    from trickbag.runs.checkpoint import save_atomic
 
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     saved["epoch"] = 1
-    torch.save(saved, out / "checkpoint.pt")
+    saved["recipe"]["tricks"] = {"counter": {"enabled": True}}
+    save_atomic(saved, out / "checkpoint.pt")
     (out / "recipe.toml").write_text((out / "recipe.toml").read_text() + "\n[tricks.counter]\n")
     result = runner.invoke(app, ["run", "--resume", str(out)])
     assert result.exit_code == 2

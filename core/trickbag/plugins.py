@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from trickbag import hookspecs
 from trickbag.errors import PluginError, UserError, did_you_mean
@@ -39,8 +39,8 @@ class TrickOptions(BaseModel):
     ``enabled`` lets a recipe switch a trick off without deleting its table (ablations).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    enabled: bool = Field(True, description="false switches the trick off without deleting its table")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    enabled: StrictBool = Field(True, description="false switches the trick off without deleting its table")
 
 
 @dataclass

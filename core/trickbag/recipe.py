@@ -67,6 +67,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError:
+        raise UserError(f"--set '{text[:60]}': the value is nested too deeply") from None
     return keys, value
 
 
@@ -90,7 +92,8 @@ def _format_error(where: str, prefix: str, exc: ValidationError, fields: Any) ->
         return f"{where}: unknown key '{key}'{did_you_mean(str(err['loc'][-1]), fields)}"
     got = err.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return f"{where}: {key}: {err['msg']}{shown}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {key}: {message}{shown}"
 
 
 def build_recipe(raw: dict[str, Any], where: str = "recipe", name: str = "recipe", catalog: Catalog | None = None) -> Recipe:
@@ -130,17 +133,29 @@ def build_recipe(raw: dict[str, Any], where: str = "recipe", name: str = "recipe
     return Recipe(description=description, tricks=tricks, name=name, **sections)
 
 
+#: a recipe is a few kilobytes; a bigger file is a mistake (a checkpoint, a data file)
+MAX_RECIPE_BYTES = 1 << 20
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"recipe '{path}' not found")
     if path.is_dir():
         raise UserError(f"recipe '{path}' is a folder, not a TOML file")
+    if not path.is_file():  # a FIFO or a device would block the read forever
+        raise UserError(f"recipe '{path}' is not a regular file")
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise UserError(f"recipe '{path}' is {path.stat().st_size:,} bytes: not a recipe")
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise UserError(f"{path}: arrays or tables nested too deeply") from None
+    except OSError as exc:
+        raise UserError(f"recipe '{path}': cannot read it ({exc.strerror or type(exc).__name__})") from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, catalog: Catalog | None = None, where: str | None = None) -> Recipe:

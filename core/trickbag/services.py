@@ -35,3 +35,47 @@ def load_named_recipe(name: str, overrides: list[str] | None = None):
     path = resolve_recipe(name)
     where = path.name if not Path(name).exists() else None
     return path, load_recipe(path, overrides, where=where)
+
+
+def resume_recipe(folder: Path, epochs: float | None = None):
+    """The recipe a ``--resume`` continues: the folder's ``recipe.toml``, which must still be the
+    recipe inside the checkpoint (an edited value would silently make another run than the one
+    that started). ``epochs`` extends (or shortens) the run: the one supported change, written
+    back to ``recipe.toml``."""
+    from trickbag.recipe import build_recipe, load_recipe
+    from trickbag.runs.checkpoint import CHECKPOINT, load_checkpoint
+    from trickbag.runs.folder import RECIPE, write_atomic
+
+    folder = Path(folder)
+    if not (folder / RECIPE).is_file():
+        raise UserError(f"--resume '{folder}' is not a run folder (no {RECIPE})")
+    recipe = load_recipe(folder / RECIPE)
+    if (folder / CHECKPOINT).exists():
+        saved = load_checkpoint(folder / CHECKPOINT)
+        started = build_recipe(saved["recipe"], where=f"{folder / CHECKPOINT}", name=recipe.name).to_dict()
+        now = recipe.to_dict()
+        if epochs is not None:
+            started["training"]["epochs"] = now["training"]["epochs"]
+        changed = _differences(started, now)
+        if changed:
+            shown = "; ".join(f"{key}: {a!r} -> {b!r}" for key, a, b in changed[:3]) + ("; ..." if len(changed) > 3 else "")
+            raise UserError(f"--resume '{folder}': {RECIPE} was edited since the run started ({shown}); a resume continues the "
+                            f"run as it started: undo the edit, or train a new run (to train longer: --resume {folder} --epochs N)")
+        if epochs is not None and epochs <= saved["epoch"]:
+            raise UserError(f"--epochs {epochs:g}: the run has already trained {saved['epoch']} epochs")
+    if epochs is not None:
+        recipe.training.epochs = epochs  # validated by the model (gt 0, finite)
+        write_atomic(folder / RECIPE, recipe.to_toml())
+    return recipe
+
+
+def _differences(a, b, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, value in a, value in b) wherever two nested dicts differ."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append((f"{prefix}{key}", x, y))
+    return out

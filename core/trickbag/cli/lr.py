@@ -17,6 +17,22 @@ from trickbag.services import load_named_recipe
 NOTHING_TO_APPLY = 3  # exit code: --apply found no recommendation on the curve
 
 
+def check_outputs(target: Path, recipe_path: Path | None, name: str) -> None:
+    """Refuse before sweeping, not after: an --out that is a file or cannot be written, and an
+    --apply whose tuned copy cannot be written next to the recipe."""
+    from trickbag.errors import UserError
+
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--out '{target}' is a file, not a folder")
+    probe = target if target.is_dir() else next((p for p in target.parents if p.exists()), Path.cwd())
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"--out '{target}': cannot write in '{probe}'")
+    if recipe_path is not None:
+        folder = recipe_path.parent if Path(name).exists() else Path.cwd()  # a bundled recipe's copy goes to the cwd
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"--apply: cannot write the tuned copy in '{folder}'")
+
+
 def lr_find_command(
     recipe: RecipeArgument,
     # --start-lr / --end-lr: under torchrun, whose own parser mistakes --start for --start-method
@@ -47,9 +63,10 @@ def lr_find_command(
     path, loaded = load_named_recipe(recipe, set_)
     target = out_dir or default_out_dir(f"{path.stem}-lr-find")
     rank0 = os.environ.get("RANK", "0") == "0"
+    check_outputs(target, path if apply else None, recipe)  # before the sweep, not after it
+    run_ = prepare_run(loaded, target)
     if rank0:
         err.print(plugins_header(loaded))
-    run_ = prepare_run(loaded, target)
     live = LiveSweep(err, steps) if rank0 and not as_json else None
     try:
         result = sweep(run_, start, end, steps, mode, diverge, smooth, on_step=live.update if live else None)

@@ -25,9 +25,9 @@ from trickbag.hookspecs import hookimpl
 class ProgressBar:
     REFRESH = 0.25  # seconds between loss read-outs (each one syncs the device)
 
-    def __init__(self, console: Console | None = None, live: bool = True) -> None:
+    def __init__(self, console: Console | None = None, live: bool = True, header: Text | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.live = live
+        self.live, self.header = live, header
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -38,6 +38,8 @@ class ProgressBar:
 
     @hookimpl
     def trickbag_fit_start(self, context):
+        if self.header is not None:
+            self.console.print(self.header)
         self.progress.start()
 
     @hookimpl

@@ -11,7 +11,7 @@ from trickbag.cli.app import SetOption, flag
 from trickbag.cli.info import plugins_header
 from trickbag.cli.output import err, out, plain, quiet_logging
 from trickbag.errors import UserError
-from trickbag.services import load_named_recipe
+from trickbag.services import load_named_recipe, resume_recipe
 
 
 def run(
@@ -19,30 +19,30 @@ def run(
     set_: SetOption = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<recipe>-<time>).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder.")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", help="With --resume: train to this many epochs instead (extends a finished run).")] = None,
     quiet: Annotated[bool, flag("--quiet", "-q", help="No live progress bar (epoch rows and the summary still print).")] = False,
 ) -> None:
     """Train a recipe: progress bar, one metrics row per epoch, checkpoint every epoch."""
     from trickbag.cli.progress import ProgressBar
     from trickbag.engine.loop import fit
-    from trickbag.recipe import load_recipe
     from trickbag.runs.checkpoint import CHECKPOINT
-    from trickbag.runs.folder import RECIPE, default_out_dir
+    from trickbag.runs.folder import default_out_dir
 
     if resume is not None:
         if recipe is not None or set_:
-            raise UserError("--resume takes the recipe saved in the run folder; drop RECIPE and --set")
-        if not (resume / RECIPE).exists():
-            raise UserError(f"--resume '{resume}' is not a run folder (no {RECIPE})")
-        loaded, target = load_recipe(resume / RECIPE), resume
+            raise UserError("--resume takes the recipe saved in the run folder; drop RECIPE and --set (--epochs extends the run)")
+        loaded, target = resume_recipe(resume, epochs), resume
     else:
+        if epochs is not None:
+            raise UserError("--epochs goes with --resume; for a new run use --set training.epochs=N")
         if recipe is None:
             raise UserError("missing RECIPE (a TOML file or a bundled recipe name; see `trickbag recipes`)")
         path, loaded = load_named_recipe(recipe, set_)
         target = out_dir or default_out_dir(path.stem)
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
-    if rank0:
-        err.print(plugins_header(loaded))
-    bar = ProgressBar(err, live=not quiet) if rank0 else None
+    # the plugins header prints when training starts: bad input found while preparing the run
+    # stays the one line on stderr
+    bar = ProgressBar(err, live=not quiet, header=plugins_header(loaded)) if rank0 else None
     try:
         summary = fit(loaded, target, resume=resume is not None, observers=[bar] if bar else [])
     except KeyboardInterrupt:

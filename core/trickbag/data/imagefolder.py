@@ -67,6 +67,8 @@ def _split(ds: datasets.ImageFolder, size: tuple[int, int], num_workers: int) ->
 def load(cfg: DataConfig, num_workers: int) -> RawData:
     if cfg.root is None:
         raise UserError("data.root is not set: imagefolder reads its class sub-folders from there")
+    if os.path.exists(cfg.root) and not os.path.isdir(cfg.root):
+        raise UserError(f"data.root '{cfg.root}' is a file, not a folder")
     if not os.path.isdir(cfg.root):
         raise UserError(f"data.root '{cfg.root}' does not exist")
     train_dir, val_dir = os.path.join(cfg.root, "train"), os.path.join(cfg.root, "val")

@@ -89,6 +89,8 @@ def _split(ds: Any) -> Split:
 def load(cfg: DataConfig) -> RawData:
     if cfg.root is None:
         raise UserError(f"data.root is not set: {cfg.name} is read from files in that folder")
+    if os.path.exists(cfg.root) and not os.path.isdir(cfg.root):
+        raise UserError(f"data.root '{cfg.root}' is a file, not a folder")
     if not cfg.download and not os.path.isdir(cfg.root):
         label, expected = SETS[cfg.name][1], SETS[cfg.name][3].split("/")[0]
         raise UserError(f"data.root '{cfg.root}' does not exist: set data.download = true to fetch {label} into it, "

@@ -16,6 +16,7 @@ from torch import nn
 
 from trickbag.context import RunContext
 from trickbag.data import TrainSource, ValSource, load_data
+from trickbag.errors import UserError
 from trickbag.engine.device import seed_everything, select_device
 from trickbag.engine.speed import BackendFlags, resolve_speed
 from trickbag.plugins import Catalog, blamed, load_plugins, run_manager
@@ -81,6 +82,9 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
     pm, tricks = run_manager(recipe.tricks, catalog or load_plugins(), observers)
     # every rank draws the same global batch and keeps its slice, so data order is the same
     # whatever the world size (see loop.py)
+    if training.batch_size * world > train.info.train_size:  # it would train on one short batch, logged as the recipe's
+        raise UserError(f"training.batch_size {training.batch_size}" + (f" x {world} devices" if world > 1 else "")
+                        + f" is larger than the {train.info.train_size:,} training samples of {train.info.name}")
     steps = train.num_batches(training.batch_size * world)
     context = RunContext(recipe=recipe, info=train.info, device=device, steps_per_epoch=steps, world_size=world, rank=rank,
                          out_dir=out_dir, tricks=tricks)

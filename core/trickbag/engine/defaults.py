@@ -25,7 +25,11 @@ class EngineDefaults:
     def trickbag_build_model(self, config, info):
         from trickbag.models import build_model
 
-        return build_model(config.name, info, config.builder_options())
+        try:
+            return build_model(config.name, info, config.builder_options())
+        except (MemoryError, RuntimeError, ValueError, OverflowError) as exc:  # e.g. width = 10**9: no allocation fits
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"model '{config.name}' cannot be built with options {config.builder_options()}: {first[:200]}") from None
 
     @hookimpl(trylast=True)
     def trickbag_create_optimizer(self, param_groups, config, context):

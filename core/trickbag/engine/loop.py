@@ -5,7 +5,7 @@ may change the batch size between epochs and every schedule still lands where it
 """
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -24,16 +24,19 @@ from trickbag.engine.step import (
     make_train_step,
     set_momentum,
 )
+from trickbag.engine.checkpoints import best_weights, restore, snapshot
+from trickbag.engine.health import chance_warning, explosion
 from trickbag.errors import UserError
 from trickbag.plugins import Catalog, blamed
 from trickbag.recipe import Recipe
-from trickbag.runs import checkpoint as ckpt
-from trickbag.runs import folder as rundir
-from trickbag.runs.checkpoint import checked_state
+from trickbag.runs.checkpoint import BEST, CHECKPOINT, load_checkpoint, save_atomic
+from trickbag.runs.folder import RunFolder, read_metrics
+
+log = logging.getLogger("trickbag")
 
 
 class Diverged(UserError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """Training diverged (a NaN, infinite or exploded loss); the last good checkpoint is kept."""
 
 
 def fit(
@@ -60,29 +63,37 @@ def fit(
 
 
 def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
+    folder = RunFolder(out) if out is not None and run.rank == 0 else None  # only rank 0 writes files
+    try:
+        return _train_in(run, out, resume, folder)
+    finally:
+        if folder is not None:
+            folder.close()
+
+
+def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None) -> dict[str, Any]:
     recipe, hook, training = run.recipe, run.pm.hook, run.recipe.training
-    writer = out is not None and run.rank == 0  # only rank 0 writes files
     state = TrainState(epochs=training.epochs, world_size=run.world_size, rank=run.rank)
     state.generator = torch.Generator(device=run.device)
     state.momentum = base_momentum(run.optimizer)  # what a fixed-momentum run reports in its rows
     history: list[dict[str, Any]] = []
-    start_epoch, best, elapsed = 0, 0.0, 0.0
+    start_epoch, best, elapsed, first_loss = 0, 0.0, 0.0, math.nan  # first_loss: the run's first step (health.py)
 
-    # -- resume: weights, optimizer, scaler and tricks' state; data order and RNG follow the epoch
-    if resume and not (out / ckpt.CHECKPOINT).exists():
-        # interrupted before its first epoch finished: nothing to restore, it starts from epoch 1
-        if rundir.read_metrics(out):
-            raise UserError(f"--resume {out}: metrics.jsonl has rows but there is no {ckpt.CHECKPOINT} to continue from")
-    elif resume:
-        saved = ckpt.load_checkpoint(out / ckpt.CHECKPOINT)
+    # -- the run folder: locked; a resume restores weights, optimizer, scaler, tricks' state and the
+    # metrics history (data order and RNG follow the epoch); the metrics file is rebuilt from it
+    if folder is not None:
+        folder.reopen() if resume else folder.create(recipe.to_toml())
+    if resume and (out / CHECKPOINT).exists():
+        saved = load_checkpoint(out / CHECKPOINT)
         if saved["epoch"] >= math.ceil(training.epochs):
             raise UserError(f"--resume {out}: the run already finished ({saved['epoch']} epochs)")
-        _restore(run, saved)
+        restore(run, saved)
         start_epoch, state.global_step, state.samples_seen = saved["epoch"], saved["global_step"], saved["samples_seen"]
-        best, elapsed = saved["best_val_acc"], saved["elapsed"]
-        history = rundir.truncate_metrics(out, start_epoch) if writer else []
-    elif writer:
-        rundir.create(out, recipe.to_toml())
+        best, elapsed, first_loss = saved["best_val_acc"], saved["elapsed"], saved.get("first_loss", math.nan)
+        history = saved.get("history") or [r for r in read_metrics(out) if r["epoch"] <= start_epoch]  # version 0.1: no history
+    # (a resume without a checkpoint was interrupted before its first epoch: it starts from epoch 1)
+    if folder is not None:
+        folder.write_metrics(history)
 
     hook.trickbag_fit_start(context=run.context)
     precision = autocast_dtype(training.precision)
@@ -121,63 +132,56 @@ def _train(run: Run, out: Path | None, resume: bool) -> dict[str, Any]:
             if step_end:
                 step_end(state=state)
 
-        # -- evaluate, then stop on divergence before the good checkpoint is overwritten
+        # -- evaluate; a diverged epoch (NaN, or a finite explosion) never replaces the good checkpoint
         train_loss = torch.stack(losses).float().mean().item() if losses else float("nan")
-        if losses and not math.isfinite(train_loss):
-            where = f" (last good checkpoint kept in {out})" if writer else ""
-            raise Diverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}{where}")
-        metrics = evaluate(run.model, run.val, training.eval_batch_size, precision, run.device)
-        hook.trickbag_eval_end(state=state, metrics=metrics)
+        if losses and math.isnan(first_loss):
+            first_loss = losses[0].float().item()
+        finite = math.isfinite(train_loss)
+        metrics = evaluate(run.model, run.val, training.eval_batch_size, precision, run.device) if finite else {"val_loss": float("nan"), "val_acc": 0.0}
         seconds = time.perf_counter() - t0
-        elapsed += seconds
-        best = max(best, metrics["val_acc"])
         row = {
             "epoch": epoch + 1, "progress": round(min(epoch + 1, training.epochs), 6), "train_loss": train_loss,
             **metrics, "lr": state.lr, "momentum": state.momentum, "batch_size": state.batch_size, "steps": state.global_step,
             "seconds": round(seconds, 4),
         }
+        why = explosion(train_loss, metrics["val_loss"], run.train.info.num_classes, first_loss) if losses else None
+        if why:
+            if folder is not None:  # the diverged epoch is recorded, outside the checkpoint's history
+                folder.write_metrics([*history, {**row, "diverged": True}])
+            raise Diverged(f"training diverged in epoch {epoch + 1}: {why}; " + _kept(history, out))
+        hook.trickbag_eval_end(state=state, metrics=metrics)
+        elapsed += seconds
         state.metrics = row
         history.append(row)
 
-        # -- checkpoint first, then the metrics row: a kill in between never loses a finished epoch
-        if writer:
-            if training.checkpoint:
-                ckpt.save_atomic(_snapshot(run, state, epoch + 1, best, elapsed), out / ckpt.CHECKPOINT)
-            rundir.append_metrics(out, row)
+        # -- best.pt, then the checkpoint (it carries the history), then metrics.jsonl from it: a
+        # kill between two of them redoes this epoch on resume, bit for bit, and rewrites them all
+        if folder is not None:
+            try:
+                if training.checkpoint:
+                    if row["val_acc"] > best or epoch == 0:
+                        save_atomic(best_weights(run, row), out / BEST)
+                    save_atomic({**snapshot(run, state, epoch + 1, max(best, row["val_acc"]), elapsed, history), "first_loss": first_loss},
+                                out / CHECKPOINT)
+                folder.write_metrics(history)
+            except OSError as exc:  # a full disk, a folder gone: the files already there are whole
+                raise UserError(f"run folder '{out}': writing epoch {epoch + 1} failed ({exc.strerror or type(exc).__name__}); "
+                                + _kept(history[:-1], out)) from None
+        best = max(best, row["val_acc"])
         hook.trickbag_epoch_end(state=state, metrics=row)
 
+    warning = chance_warning(history, run.train.info.num_classes)
+    if warning and run.rank == 0:
+        log.warning(warning)
     summary = {"best_val_acc": best, "final_val_acc": history[-1]["val_acc"] if history else None, "seconds": elapsed, "epochs": len(history), "history": history}
     hook.trickbag_fit_end(state=state, summary=summary)
     return summary
 
 
-def _snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float) -> dict[str, Any]:
-    return {
-        "epoch": epochs_done, "global_step": state.global_step, "samples_seen": state.samples_seen,
-        "best_val_acc": best, "elapsed": elapsed,
-        "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-        "tricks": {name: checked_state(name, obj.state_dict()) for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
-        "recipe": run.recipe.to_dict(),
-        "info": dataclasses.asdict(run.train.info),  # rebuilds the model without loading the data (runs/model.py)
-    }
-
-
-def _restore(run: Run, saved: dict[str, Any]) -> None:
-    try:
-        run.raw_model.load_state_dict(saved["model"])
-        run.optimizer.load_state_dict(saved["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"checkpoint does not match the recipe's model/optimizer: {first}") from None
-    if run.scaler is not None and saved.get("scaler"):
-        run.scaler.load_state_dict(saved["scaler"])
-    for name, obj in run.tricks.items():
-        if not hasattr(obj, "load_state_dict"):
-            continue
-        if name not in saved.get("tricks", {}):  # resuming without it would silently start it afresh
-            raise UserError(f"--resume: the checkpoint holds no state for trick '{name}', which the recipe enables "
-                            "(it was added after the run started, or its plugin saved none)")
-        obj.load_state_dict(saved["tricks"][name])
-    # load_state_dict replaced the optimizer's group dicts: point the LR setter at the new ones
-    run.group_scales = [(g, g.get("lr_scale", 1.0)) for g in run.optimizer.param_groups]
+def _kept(history: list[dict[str, Any]], out: Path | None) -> str:
+    if out is None:
+        return "nothing was written"
+    if not history:
+        return f"no epoch had finished, so {out} holds no checkpoint"
+    last = history[-1]
+    return f"the checkpoint of epoch {last['epoch']} (val_acc {last['val_acc']:.4f}) is kept in {out}"
