@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 #: an option that follows the device (see ``engine/speed.py``) unless set to true or false
 Auto = Literal["auto"]
@@ -63,12 +63,12 @@ class OptimizerConfig(Section):
     """``[optimizer]``: the torch optimizer and its base hyper-parameters."""
 
     name: str = Field("sgd", description="sgd, adam, adamw, rmsprop, or one a plugin provides (e.g. sgdw)")
-    lr: float = Field(0.1, gt=0, le=1e6, description="base learning rate (peak for schedules that take it as such)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum; Adam's beta1 is betas[0]")
+    lr: StrictFloat = Field(0.1, gt=0, le=1e6, description="base learning rate (peak for schedules that take it as such)")
+    momentum: StrictFloat = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum; Adam's beta1 is betas[0]")
     nesterov: StrictBool = Field(False, description="Nesterov momentum (SGD; needs momentum > 0)")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam-family betas, each in [0, 1)")
-    eps: float = Field(1e-8, gt=0, le=1, description="Adam-family / RMSprop epsilon")
-    weight_decay: float = Field(0.0, ge=0, le=1e3, description="weight decay (coupled L2 for sgd/adam, decoupled for adamw)")
+    betas: tuple[StrictFloat, StrictFloat] = Field((0.9, 0.999), description="Adam-family betas, each in [0, 1)")
+    eps: StrictFloat = Field(1e-8, gt=0, le=1, description="Adam-family / RMSprop epsilon")
+    weight_decay: StrictFloat = Field(0.0, ge=0, le=1e3, description="weight decay (coupled L2 for sgd/adam, decoupled for adamw)")
 
     @field_validator("betas")
     @classmethod
@@ -88,11 +88,11 @@ class OptimizerConfig(Section):
 class TrainingConfig(Section):
     """``[training]``: budget, batch size, precision and reproducibility."""
 
-    epochs: float = Field(10, gt=0, le=1e5, description="run length in epochs (may be fractional)")
+    epochs: StrictFloat = Field(10, gt=0, le=1e5, description="run length in epochs (may be fractional)")
     batch_size: StrictInt = Field(128, ge=1, le=BIG, description="samples per optimizer step per device")
     eval_batch_size: StrictInt = Field(1000, ge=1, le=BIG, description="samples per forward pass during evaluation")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype; fp16 adds a grad scaler")
-    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this value")
+    grad_clip: StrictFloat | None = Field(None, gt=0, description="clip the global gradient norm to this value")
     seed: StrictInt = Field(0, ge=0, le=2**63 - 1, description="seed of weights, data order, augmentation and tricks' randomness")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N or mps")
     deterministic: StrictBool = Field(False, description="ask torch for deterministic kernels (slower on GPU)")

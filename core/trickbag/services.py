@@ -40,13 +40,15 @@ def load_named_recipe(name: str, overrides: list[str] | None = None):
 def resume_recipe(folder: Path, epochs: float | None = None):
     """The recipe a ``--resume`` continues: the folder's ``recipe.toml``, which must still be the
     recipe inside the checkpoint (an edited value would silently make another run than the one
-    that started). ``epochs`` extends (or shortens) the run: the one supported change, written
-    back to ``recipe.toml``."""
+    that started). ``epochs`` extends the run: the one supported change; the loop writes it into
+    ``recipe.toml`` once the checkpoint has been restored."""
     from trickbag.recipe import build_recipe, load_recipe
     from trickbag.runs.checkpoint import CHECKPOINT, load_checkpoint
-    from trickbag.runs.folder import RECIPE, write_atomic
+    from trickbag.runs.folder import RECIPE
 
     folder = Path(folder)
+    if epochs is not None and not (0 < epochs <= 1e5):  # nan fails this too
+        raise UserError(f"--epochs {epochs:g}: must be a positive, finite number of epochs (at most 100000)")
     if not (folder / RECIPE).is_file():
         raise UserError(f"--resume '{folder}' is not a run folder (no {RECIPE})")
     recipe = load_recipe(folder / RECIPE)
@@ -64,8 +66,7 @@ def resume_recipe(folder: Path, epochs: float | None = None):
         if epochs is not None and epochs <= saved["epoch"]:
             raise UserError(f"--epochs {epochs:g}: the run has already trained {saved['epoch']} epochs")
     if epochs is not None:
-        recipe.training.epochs = epochs  # validated by the model (gt 0, finite)
-        write_atomic(folder / RECIPE, recipe.to_toml())
+        recipe.training.epochs = epochs  # recipe.toml says so once the run restarts (engine/loop.py)
     return recipe
 
 

@@ -11,14 +11,14 @@ only, so a resumed run continues with the right batch size.
 """
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 
 class BatchSizeScheduleOptions(TrickOptions):
     milestones: list[int] = Field([], description="epochs (0-based, strictly increasing, >= 1) from which the batch size is multiplied by factor")
-    factor: float = Field(2.0, ge=1, description="multiplier of the batch size at each milestone (the paper: 5, where the LR was divided by 5)")
-    max_batch_size: int | None = Field(None, ge=1, description="per-device cap (never below the recipe's training.batch_size)")
+    factor: StrictFloat = Field(2.0, ge=1, description="multiplier of the batch size at each milestone (the paper: 5, where the LR was divided by 5)")
+    max_batch_size: StrictInt | None = Field(None, ge=1, description="per-device cap (never below the recipe's training.batch_size)")
 
     @field_validator("milestones")
     @classmethod

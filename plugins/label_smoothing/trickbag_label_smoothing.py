@@ -12,12 +12,12 @@ without).
 from __future__ import annotations
 
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, StrictFloat
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 
 class LabelSmoothingOptions(TrickOptions):
-    epsilon: float = Field(0.1, ge=0, lt=1, description="smoothing: targets become (1 - epsilon) q + epsilon / num_classes")
+    epsilon: StrictFloat = Field(0.1, ge=0, lt=1, description="smoothing: targets become (1 - epsilon) q + epsilon / num_classes")
 
 
 class LabelSmoothing:

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, StrictFloat
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 MIXUP_SALT = 0x6D69787570  # "mixup"
 
 
 class MixupOptions(TrickOptions):
-    alpha: float = Field(0.2, gt=0, description="lam ~ Beta(alpha, alpha); small alpha keeps lam near 0 or 1 (the paper: 0.1-0.4 on ImageNet)")
-    prob: float = Field(1.0, ge=0, le=1, description="probability that a batch is mixed")
+    alpha: StrictFloat = Field(0.2, gt=0, description="lam ~ Beta(alpha, alpha); small alpha keeps lam near 0 or 1 (the paper: 0.1-0.4 on ImageNet)")
+    prob: StrictFloat = Field(1.0, ge=0, le=1, description="probability that a batch is mixed")
 
 
 class Mixup:

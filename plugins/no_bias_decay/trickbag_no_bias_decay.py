@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictBool
 from torch import nn
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
@@ -36,7 +36,7 @@ EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
 
 
 class NoBiasDecayOptions(TrickOptions):
-    exclude_embeddings: bool = Field(False, description="also exempt nn.Embedding weights from weight decay")
+    exclude_embeddings: StrictBool = Field(False, description="also exempt nn.Embedding weights from weight decay")
 
 
 class NoBiasDecay:

@@ -11,20 +11,20 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat
 from trickbag import TrickOptions, TrickSpec, hookimpl
 
 
 class OneCycleOptions(TrickOptions):
-    max_lr: float | None = Field(None, gt=0, description="peak LR (default: optimizer.lr)")
-    pct_start: float = Field(0.3, gt=0, lt=1, description="fraction of the run spent increasing the LR")
-    div_factor: float = Field(25.0, ge=1, description="initial LR = max_lr / div_factor")
-    final_div_factor: float = Field(1e4, ge=1, description="final LR = initial LR / final_div_factor")
+    max_lr: StrictFloat | None = Field(None, gt=0, description="peak LR (default: optimizer.lr)")
+    pct_start: StrictFloat = Field(0.3, gt=0, lt=1, description="fraction of the run spent increasing the LR")
+    div_factor: StrictFloat = Field(25.0, ge=1, description="initial LR = max_lr / div_factor")
+    final_div_factor: StrictFloat = Field(1e4, ge=1, description="final LR = initial LR / final_div_factor")
     anneal: Literal["cos", "linear"] = Field("cos", description="shape of each phase")
-    three_phase: bool = Field(False, description="fastai/Smith's third phase: back to the initial LR, then annihilate")
-    cycle_momentum: bool = Field(True, description="cycle momentum inversely to the LR")
-    base_momentum: float = Field(0.85, ge=0, lt=1, description="momentum at the LR peak")
-    max_momentum: float = Field(0.95, ge=0, lt=1, description="momentum at the start and end")
+    three_phase: StrictBool = Field(False, description="fastai/Smith's third phase: back to the initial LR, then annihilate")
+    cycle_momentum: StrictBool = Field(True, description="cycle momentum inversely to the LR")
+    base_momentum: StrictFloat = Field(0.85, ge=0, lt=1, description="momentum at the LR peak")
+    max_momentum: StrictFloat = Field(0.95, ge=0, lt=1, description="momentum at the start and end")
 
 
 class OneCycle:

@@ -94,6 +94,8 @@ def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None
     # (a resume without a checkpoint was interrupted before its first epoch: it starts from epoch 1)
     if folder is not None:
         folder.write_metrics(history)
+        if resume:
+            folder.write_recipe(recipe.to_toml())  # what continues now (--epochs may have extended it)
 
     hook.trickbag_fit_start(context=run.context)
     precision = autocast_dtype(training.precision)

@@ -122,6 +122,10 @@ class RunFolder:
 
     # -- metrics -----------------------------------------------------------------------------
 
+    def write_recipe(self, recipe_toml: str) -> None:
+        if (self.path / RECIPE).read_text(encoding="utf-8") != recipe_toml:
+            write_atomic(self.path / RECIPE, recipe_toml)
+
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """All rows, atomically (the whole file is a few kilobytes: rewriting beats a torn append)."""
         write_atomic(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
