@@ -175,3 +175,42 @@ def test_real_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "trickbag", "run", str(tmp_path / "missing.toml")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing.toml" in proc.stderr
+
+
+def test_markup_in_a_path_is_printed_as_it_is(tmp_path):
+    """A run folder named with rich markup trains and is named verbatim in the summary (it used to
+    crash printing "done" after the whole run)."""
+    out = tmp_path / "c[/b]" / "[bold]x"
+    result = runner.invoke(app, ["run", "quickstart", *QUICK, "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"run folder {out}" in result.stdout and (out / "checkpoint.pt").exists()
+
+
+def test_a_full_disk_names_what_is_kept(tmp_path, monkeypatch):
+    """Writing epoch 2 fails (no space left): one line, and the checkpoint of epoch 1 is whole."""
+    import errno
+
+    import trickbag.engine.loop as loop
+    from trickbag.runs.checkpoint import load_checkpoint
+
+    real, calls = loop.save_atomic, []
+
+    def full(obj, path):
+        calls.append(path)
+        if len(calls) > 2:  # epoch 1 wrote best.pt and checkpoint.pt
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(obj, path)
+
+    monkeypatch.setattr(loop, "save_atomic", full)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "quickstart", *QUICK, "--set", "training.epochs=3", "--out", str(out), "-q"])
+    assert result.exit_code == 2
+    assert "writing epoch 2 failed (No space left on device); the checkpoint of epoch 1" in result.stderr
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_a_run_that_ends_at_chance_level_says_so(tmp_path):
+    result = runner.invoke(app, ["run", "quickstart", *QUICK, "--set", "optimizer.lr=1e-9", "--set", "tricks.one_cycle.enabled=false",
+                                 "--out", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0
+    assert "warning: the run ended at chance level (val_acc" in result.stderr and "trickbag lr-find" in result.stderr
