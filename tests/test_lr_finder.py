@@ -382,3 +382,24 @@ def test_apply_with_nothing_to_apply_exits_3_and_says_how_to_widen(tmp_path):
     assert result.stdout.count("no recommendation") == 1 and "no recommendation: no recommendation" not in result.stdout
     assert "--apply: no recommendation on this curve, nothing written; widen the sweep (--start 1e-11 --end 1e-07)" in result.stderr
     assert not list(tmp_path.glob("*.tuned*.toml")) and (tmp_path / "lr" / "lr_find.csv").exists()
+
+
+def test_the_sweep_runs_at_the_momentum_that_trains_at_its_peak_lr():
+    """One-cycle cycles momentum 0.95 -> 0.85 (at the LR peak) -> 0.95: the sweep, which measures
+    high LRs, runs at 0.85 rather than the optimizer's own 0.9, then gives the optimizer back."""
+    seen = []
+
+    class Look:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            seen.append((state.momentum, state.lr))
+
+    run = prepare_run(recipe({"one_cycle": {"base_momentum": 0.8, "max_momentum": 0.97}}), observers=[Look()])
+    before = [g["momentum"] for g in run.optimizer.param_groups]
+    result = sweep(run, start=1e-4, end=1.0, steps=20)
+    # the momentum of the step where the run's LR is highest (one-cycle's peak falls between two steps)
+    assert all(m == result.settings["momentum"] for m, _ in seen) and len(seen) == 20
+    assert result.settings["momentum"] == pytest.approx(0.8, abs=1e-3)
+    assert [g["momentum"] for g in run.optimizer.param_groups] == before == [0.9]
+    plain = prepare_run(recipe())
+    assert sweep(plain, start=1e-4, end=1.0, steps=10).settings["momentum"] is None  # no schedule: the optimizer's own

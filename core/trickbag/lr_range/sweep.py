@@ -25,12 +25,14 @@ import torch
 
 from trickbag.context import TrainState
 from trickbag.engine.assemble import Run, prepare_run
+from trickbag.engine.plan import plan_run
 from trickbag.engine.step import (
     begin_epoch,
     epoch_batches,
     live,
     make_train_step,
     set_lr,
+    set_momentum,
 )
 from trickbag.errors import PluginError, UserError
 from trickbag.lr_range.suggest import Suggestions, suggest
@@ -103,11 +105,14 @@ def sweep(
     stopped = "end"
     hook = run.pm.hook
     step_end = live(hook.trickbag_step_end)
+    momentum = momentum_at_peak(run)
     try:
         run.model.train()
         train_step = make_train_step(run)
         state = TrainState(epochs=run.recipe.training.epochs, world_size=run.world_size, rank=run.rank, sweep=True)
         state.generator = torch.Generator(device=run.device)
+        if momentum is not None:  # sweep the optimizer that will train at the LRs being tested
+            state.momentum = set_momentum(run.optimizer, momentum)
         # the hooks a real run calls around its steps, so a trick that prepares itself there (a
         # teacher loaded in fit_start, per-epoch draws in epoch_start) works in a sweep too; eval_end,
         # epoch_end and fit_end are not called: a sweep trains no epoch to its end and evaluates nothing
@@ -153,9 +158,22 @@ def sweep(
     finally:
         with uninterruptible():  # a second Ctrl-C must not leave the run half restored
             snapshot.restore(run)
-    settings = {"start": start, "end": end, "steps": steps, "mode": mode, "diverge": diverge, "smooth": beta}
+    settings = {"start": start, "end": end, "steps": steps, "mode": mode, "diverge": diverge, "smooth": beta, "momentum": momentum}
     suggestions = suggest(lrs, losses, smoothed, num_it=steps)  # fastai skips a tenth of the *planned* steps
     return LRFindResult(lrs, losses, smoothed, stopped, suggestions, time.perf_counter() - t0, settings)
+
+
+def momentum_at_peak(run: Run) -> float | None:
+    """The momentum (or Adam's beta1) the recipe's momentum schedule gives where its LR schedule
+    peaks: what the optimizer has when it trains at the high LRs a range test measures. One-cycle
+    cycles momentum down to 0.85 at its LR peak, so sweeping at the optimizer's 0.9 would measure
+    another optimizer than the one that trains. None without a momentum schedule (the optimizer's
+    own momentum is what trains)."""
+    if run.momentum_schedule is None:
+        return None
+    plan = plan_run(run.pm.hook, run.context, run.train.num_batches)
+    peak = max(plan.progress_points(1000), key=run.lr_schedule)
+    return float(run.momentum_schedule(peak))
 
 
 def lr_find(recipe: Recipe, out_dir: Path | None = None, observers: Iterable[object] = (), **settings: Any) -> LRFindResult:
