@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from trickbag.engine.loop import Diverged, fit
 from trickbag.hookspecs import hookimpl
 from trickbag.recipe import load_recipe

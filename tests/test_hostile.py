@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from trickbag.cli.app import app
 from trickbag.runs.checkpoint import save_atomic
+from typer.testing import CliRunner
 
 runner = CliRunner()
 DIGITS = '[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\nwidth = 8\n[training]\nepochs = 1\nbatch_size = 100\n'

@@ -163,7 +163,6 @@ class T:
     # the run stopped after epoch 1 with the trick enabled, but its checkpoint holds no state for it
     # (the plugin saved none then, and does now): recipe.toml and the checkpoint's recipe agree
     import torch
-
     from trickbag.runs.checkpoint import save_atomic
 
     saved = torch.load(out / "checkpoint.pt", weights_only=True)

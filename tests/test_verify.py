@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
-from typer.testing import CliRunner
-
+import tomllib
 from trickbag.cli.app import app
 from trickbag.lr_range.verify import verify
 from trickbag.recipe import build_recipe
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

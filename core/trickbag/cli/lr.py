@@ -23,7 +23,14 @@ def run_verification(recipe, recommended: float, seeds: int, epochs: float | Non
     """The verification runs with a progress bar and, after the first epoch, a time estimate."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from trickbag.lr_range.verify import planned_epochs, verify
 

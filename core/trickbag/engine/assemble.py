@@ -16,9 +16,9 @@ from torch import nn
 
 from trickbag.context import RunContext
 from trickbag.data import TrainSource, ValSource, load_data
-from trickbag.errors import UserError
 from trickbag.engine.device import seed_everything, select_device
 from trickbag.engine.speed import BackendFlags, resolve_speed
+from trickbag.errors import UserError
 from trickbag.plugins import Catalog, blamed, load_plugins, run_manager
 from trickbag.recipe import Recipe
 

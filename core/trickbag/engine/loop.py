@@ -15,8 +15,10 @@ import torch
 
 from trickbag.context import TrainState
 from trickbag.engine.assemble import Run, base_momentum, prepare_run
+from trickbag.engine.checkpoints import best_weights, restore, snapshot
 from trickbag.engine.device import autocast_dtype
 from trickbag.engine.evaluate import evaluate
+from trickbag.engine.health import chance_warning, explosion
 from trickbag.engine.step import (
     begin_epoch,
     epoch_batches,
@@ -24,8 +26,6 @@ from trickbag.engine.step import (
     make_train_step,
     set_momentum,
 )
-from trickbag.engine.checkpoints import best_weights, restore, snapshot
-from trickbag.engine.health import chance_warning, explosion
 from trickbag.errors import UserError
 from trickbag.plugins import Catalog, blamed
 from trickbag.recipe import Recipe
