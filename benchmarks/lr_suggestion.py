@@ -99,8 +99,9 @@ class Workload:
     name: str
     about: str
     recipe: dict[str, Any]  # without optimizer.lr and training.seed
-    grid: tuple[float, float]  # max-LR grid: lowest and highest point
+    grid: tuple[float, float]  # max-LR grid: lowest and highest point (factor-2 steps between)
     seeds: int = 2  # training seeds per LR unless --seeds says otherwise
+    schedule: str = "one_cycle"  # or "constant": the recipe's LR is used for the whole run
 
     def make(self, lr: float, seed: int, epochs: float | None = None) -> Any:
         raw = json.loads(json.dumps(self.recipe))
@@ -108,69 +109,104 @@ class Workload:
         raw["training"]["seed"] = int(seed)
         if epochs is not None:
             raw["training"]["epochs"] = epochs
-        raw["tricks"] = {"one_cycle": {}}  # max_lr defaults to optimizer.lr
+        if self.schedule == "one_cycle":
+            raw.setdefault("tricks", {})["one_cycle"] = {}  # max_lr defaults to optimizer.lr
         return build_recipe(raw, where=f"workload {self.name}", name=self.name)
 
+    @property
+    def half(self) -> str:
+        return half_of(self.name)
 
-def _recipe(data: dict, model: dict, optimizer: dict, epochs: float, batch: int) -> dict[str, Any]:
+
+def half_of(name: str) -> str:
+    """``tuning`` or ``test``: the workloads sorted by the SHA-256 of their names, the first half
+    (rounded up) tuning. A rule fixed in the code before any result was looked at, so no workload can
+    be moved to the half that suits a candidate; unknown names (an old result file) go to test."""
+    order = sorted(WORKLOADS, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    return "tuning" if name in order[: (len(order) + 1) // 2] else "test"
+
+
+def _recipe(data: dict, model: dict, optimizer: dict, epochs: float, batch: int, tricks: dict | None = None) -> dict[str, Any]:
     return {
         "data": {"val": "holdout", "split_seed": 0, "crop_padding": 0, "flip": False, **data},
         "model": model,
         "optimizer": optimizer,
         "training": {"epochs": epochs, "batch_size": batch, "checkpoint": False},
+        "tricks": dict(tricks or {}),
     }
 
 
 SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
-# digits holds out 297 samples (one is 0.34 points) and its runs take about a second: 8 training
-# seeds there bring the noise of a grid mean near that of 2 seeds on mnist5k's 1,000
-DIGITS_SEEDS = 8
-WORKLOADS: dict[str, Workload] = {w.name: w for w in [
-    Workload(
-        "mlp-digits", "MLP (1x128) on sklearn digits 8x8, SGD nesterov 0.9, batch 32, 3 epochs",
-        _recipe({"name": "digits", "val_size": 297}, {"name": "mlp"}, {**SGD, "nesterov": True}, 3, 32),
-        (1e-4, 3.0), DIGITS_SEEDS,
-    ),
-    Workload(
-        "cnn-sgd", "small BN CNN on mnist5k, SGD momentum 0.9, batch 128, 3 epochs (the issue's example)",
-        _recipe({"name": "mnist5k", "val_size": 1000}, {"name": "small_cnn"}, dict(SGD), 3, 128),
-        (1e-4, 3.0),
-    ),
-    Workload(
-        "cnn-adamw", "small BN CNN on mnist5k, AdamW (wd 0.01), batch 128, 3 epochs",
-        _recipe({"name": "mnist5k", "val_size": 1000}, {"name": "small_cnn"}, {"name": "adamw", "weight_decay": 0.01}, 3, 128),
-        # AdamW still reaches 95% at max LR 0.3: three more grid steps (x2.36 each), up to 3.9
-        (1e-5, 0.3 * (3.0 / 1e-4) ** (3 / 12)),
-    ),
-    Workload(
-        "resnet20-digits", "ResNet-20 on sklearn digits 8x8, SGD momentum 0.9, batch 64, 3 epochs",
-        _recipe({"name": "digits", "val_size": 297}, {"name": "resnet20"}, dict(SGD), 3, 64),
-        (1e-4, 3.0), DIGITS_SEEDS,
-    ),
-    # Two held-out workloads, added after the benchmark-only candidates had been compared on the
-    # four above: a candidate chosen for doing best there should not owe its place to their noise.
-    Workload(
-        "mlp-digits-adamw", "held out: MLP (1x128) on sklearn digits 8x8, AdamW (wd 0.01), batch 32, 3 epochs",
-        _recipe({"name": "digits", "val_size": 297}, {"name": "mlp"}, {"name": "adamw", "weight_decay": 0.01}, 3, 32),
-        (1e-5, 0.3 * (3.0 / 1e-4) ** (3 / 12)), DIGITS_SEEDS,
-    ),
-    Workload(
-        "resnet20-digits-adamw", "held out: ResNet-20 on sklearn digits 8x8, AdamW (wd 0.01), batch 64, 3 epochs",
-        _recipe({"name": "digits", "val_size": 297}, {"name": "resnet20"}, {"name": "adamw", "weight_decay": 0.01}, 3, 64),
-        (1e-5, 0.3 * (3.0 / 1e-4) ** (3 / 12)), DIGITS_SEEDS,
-    ),
-]}
+ADAMW = {"name": "adamw", "weight_decay": 0.01}
+SGD_GRID, ADAM_GRID = (1e-4, 4.096), (1e-5, 0.65536)  # factor-2 steps: 16 and 17 points
+DIGITS = {"name": "digits", "val_size": 297}
+MNIST = {"name": "mnist5k", "val_size": 1000}
+# digits holds out 297 samples (one is 0.34 points) and its runs take a second: 6 training seeds
+# there bring the noise of a grid mean near that of 2 seeds on mnist5k's 1,000
+DIGITS_SEEDS = 6
 
 
-REF_DECADES = math.log10(3.0 / 1e-4)  # the SGD workloads' span: --grid points cover it
+def _variants() -> list[Workload]:
+    """Bases, and variants that change one axis of a base at a time: optimizer, batch size, run
+    length, tricks, schedule, model, data."""
+    mlp, cnn16 = {"name": "mlp"}, {"name": "small_cnn", "width": 16}
+    base = ("MLP (1x128) on digits, SGD momentum 0.9, batch 32, 3 epochs, one-cycle", DIGITS, mlp, SGD, 3, 32)
+
+    def digits_mlp(name: str, change: str, *, optimizer=None, epochs=3, batch=32, tricks=None, grid=SGD_GRID, schedule="one_cycle"):
+        return Workload(name, f"{base[0]}; {change}", _recipe(DIGITS, mlp, optimizer or dict(SGD), epochs, batch, tricks), grid,
+                        DIGITS_SEEDS, schedule)
+
+    def mnist_cnn(name: str, change: str, *, batch=128, schedule="one_cycle"):
+        return Workload(name, f"small BN CNN (width 16) on mnist5k, SGD momentum 0.9, batch 128, 3 epochs, one-cycle; {change}",
+                        _recipe(MNIST, cnn16, dict(SGD), 3, batch), (1e-3, 4.096), 2, schedule)
+
+    return [
+        digits_mlp("mlp-digits", "the base"),
+        digits_mlp("mlp-digits-sgd-momentum0", "SGD without momentum", optimizer={**SGD, "momentum": 0.0}),
+        digits_mlp("mlp-digits-nesterov", "Nesterov momentum", optimizer={**SGD, "nesterov": True}),
+        digits_mlp("mlp-digits-adam", "Adam", optimizer={"name": "adam"}, grid=ADAM_GRID),
+        digits_mlp("mlp-digits-adamw", "AdamW (weight decay 0.01)", optimizer=dict(ADAMW), grid=ADAM_GRID),
+        digits_mlp("mlp-digits-rmsprop", "RMSprop (momentum 0)", optimizer={"name": "rmsprop", "momentum": 0.0}, grid=ADAM_GRID),
+        digits_mlp("mlp-digits-batch128", "batch 128", batch=128),
+        digits_mlp("mlp-digits-1epoch", "1 epoch", epochs=1),
+        digits_mlp("mlp-digits-10epochs", "10 epochs", epochs=10),
+        digits_mlp("mlp-digits-20epochs", "20 epochs", epochs=20),
+        digits_mlp("mlp-digits-label-smoothing", "label smoothing 0.1", tricks={"label_smoothing": {"epsilon": 0.1}}),
+        digits_mlp("mlp-digits-mixup", "mixup alpha 0.2", tricks={"mixup": {"alpha": 0.2}}),
+        digits_mlp("mlp-digits-no-bias-decay", "no bias decay", tricks={"no_bias_decay": {}}),
+        digits_mlp("mlp-digits-constant", "a constant LR instead of one-cycle", schedule="constant"),
+        Workload("cnn-digits", "small BN CNN (width 32) on digits, SGD momentum 0.9, batch 32, 3 epochs, one-cycle",
+                 _recipe(DIGITS, {"name": "small_cnn"}, dict(SGD), 3, 32), SGD_GRID, DIGITS_SEEDS),
+        Workload("resnet20-digits", "ResNet-20 on digits, SGD momentum 0.9, batch 64, 3 epochs, one-cycle",
+                 _recipe(DIGITS, {"name": "resnet20"}, dict(SGD), 3, 64), SGD_GRID, DIGITS_SEEDS),
+        Workload("mlp-mnist5k", "MLP (1x128) on mnist5k, SGD momentum 0.9, batch 32, 3 epochs, one-cycle",
+                 _recipe(MNIST, mlp, dict(SGD), 3, 32), SGD_GRID, 2),
+        mnist_cnn("cnn16-mnist5k", "the base"),
+        mnist_cnn("cnn16-mnist5k-batch32", "batch 32", batch=32),
+        mnist_cnn("cnn16-mnist5k-batch512", "batch 512", batch=512),
+        mnist_cnn("cnn16-mnist5k-constant", "a constant LR instead of one-cycle", schedule="constant"),
+    ]
 
 
-def log_grid(lo: float, hi: float, n: int) -> list[float]:
-    """``n`` points over the reference span (4.5 decades); a wider span gets proportionally more
-    points, so the spacing (about 2.4x for 13 points) is the same for every workload."""
-    decades = math.log10(hi / lo)
-    n = max(n, round(1 + (n - 1) * decades / REF_DECADES))
-    return [float(x) for x in np.geomspace(lo, hi, n)]
+WORKLOADS: dict[str, Workload] = {w.name: w for w in _variants()}
+
+
+def log_grid(lo: float, hi: float, step: float = 2.0) -> list[float]:
+    """``lo``, ``lo * step``, ... up to ``hi``: factor-``step`` spacing (the issue: at most 2)."""
+    n = int(round(math.log(hi / lo, step))) + 1
+    return [float(lo * step**k) for k in range(n)]
+
+
+def widen(grid: list[float], means: list[float], step: float = 2.0, points: int = 2) -> list[float]:
+    """The LRs to add when the grid's best mean is at an edge: ``points`` more beyond that edge."""
+    if not means:
+        return []
+    best = int(np.argmax(means))
+    if best == 0:
+        return [grid[0] / step**k for k in range(1, points + 1)]
+    if best == len(grid) - 1:
+        return [grid[-1] * step**k for k in range(1, points + 1)]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,43 +490,59 @@ def summary_table(rows: list[dict], workloads: list[str]) -> Table:
     return t
 
 
+KEY_CANDIDATES = ("auto", "valley", "minimum", "steep", "lightning", "torch_lr_finder", "max_lr")
+
+
+def _half_rows(rows: list[dict], m: dict) -> list[str]:
+    lines = ["| candidate | kind | worst gap (pt) | mean gap (pt) | within 0.5 pt | within 1.5 pt | worst spread | both goals |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        per = r["per_workload"].values()
+        within15 = sum(p["gap_worst"] <= 1.5 for p in per)
+        both = r["meets_gap"] and r["meets_spread"]
+        label = f"auto (= {m['auto']})" if r["name"] == "auto" else r["name"]
+        lines.append(f"| `{label}` | {KIND_LABEL[r['kind']]} | {_f(r['worst_gap'], '.2f')} | {_f(r['mean_gap'], '.2f')} | "
+                     f"{r['workloads_within_gap']}/{r['workloads']} | {within15}/{r['workloads']} | {_f(r['worst_spread'], '.2f')} | "
+                     f"{'**yes**' if both else 'no'} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
-    scores, rows = result["scores"], result["summary"]
-    ws = list(scores)
-    m = result["meta"]
+    scores, m = result["scores"], result["meta"]
     how = f"`{m['command']}`" if not m.get("merged") else f"{1 + len(m['merged'])} processes merged with `--from-json`, commands in the JSON"
     how += f", {m.get('compute_minutes', '?')} min of training and finder time"
     lines = [
         "<!-- written by benchmarks/lr_suggestion.py; do not edit by hand -->",
-        (f"LR suggestions scored by training ({how}; training seeds per grid point: see the workload table, "
-         f"{m['finder_seeds']} finder seeds, {m['grid_points']}-point log grid of one-cycle max LRs (x2.36 steps); "
+        (f"LR suggestions scored by training ({how}; {m['finder_seeds']} finder seeds, log grid of one-cycle max LRs "
+         f"with factor-{m.get('grid_step', 2):g} steps, widened where the best was at an edge; "
          f"lr_suggest.py sha256 {m['lr_suggest_sha256'][:12]}, AUTO = `{m['auto']}`)."),
         "",
         ("Gap: the grid's best mean val accuracy minus the accuracy at the suggestion, in points (worst over finder "
-         "seeds); spread: max/min suggestion over finder seeds. `trained`: accuracy measured by training at the "
-         "suggested LR; `interp`: the grid's mean-accuracy curve interpolated linearly in log LR."),
+         "seeds); spread: max/min suggestion over finder seeds. Halves: a workload is in the tuning half when the first "
+         "byte of the SHA-256 of its name is even (`half_of` in the benchmark), fixed before any result."),
         "",
-        "| workload | training seeds | grid best max LR | grid best acc | seed sd at best (pt) | max LRs within 0.5 pt of best |",
-        "|---|---:|---:|---:|---:|---|",
+        "| workload | half | training seeds | grid best max LR | grid best acc | seed sd at best (pt) | max LRs within 0.5 pt of best |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for w, s in scores.items():
         lo, hi = s["window_0.5pt"]
-        lines.append(f"| {w} | {len(result['workloads'][w]['train_seeds'])} | {s['grid_best_lr']:.3g} | {100 * s['grid_best_acc']:.2f}% | "
-                     f"{100 * s['grid_best_sd']:.2f} | {_f(lo)} .. {_f(hi)} |")
-    lines += ["", "| candidate | kind | worst gap (pt) | mean gap (pt) | worst spread | " + " | ".join(f"{w} gap / median LR" for w in ws) + " | both goals |",
-              "|---|---|---:|---:|---:|" + "---:|" * len(ws) + "---|"]
-    for r in rows:
-        both = r["meets_gap"] and r["meets_spread"]
-        label = f"auto (= {m['auto']})" if r["name"] == "auto" else r["name"]
+        lines.append(f"| {w} | {half_of(w)} | {len(result['workloads'][w]['train_seeds'])} | {s['grid_best_lr']:.3g} | "
+                     f"{100 * s['grid_best_acc']:.2f}% | {100 * s['grid_best_sd']:.2f} | {_f(lo)} .. {_f(hi)} |")
+    for half in ("tuning", "test"):
+        rows = result.get(f"summary_{half}") or []
+        lines += ["", f"### {half} half ({len(rows[0]['per_workload']) if rows else 0} workloads)", "", *_half_rows(rows, m)]
+    shown = [c for c in KEY_CANDIDATES if any(c in s["candidates"] for s in scores.values())]
+    lines += ["", "Gap (pt) / median suggestion per workload, for the trickbag default and the peers' rules "
+              "(\\* interpolated from the grid, not trained at the suggestion):", "",
+              "| workload | half | " + " | ".join(f"`{c}`" for c in shown) + " |", "|---|---|" + "---:|" * len(shown)]
+    for w, s in scores.items():
         cells = []
-        for w in ws:
-            p = r["per_workload"].get(w)
-            cells.append("-" if p is None else f"{_f(p['gap_worst'], '.2f')} / {_f(p['median_lr'])}" + ("" if p["scored_by"] == "trained" else "*"))
-        lines.append(f"| `{label}` | {KIND_LABEL[r['kind']]} | {_f(r['worst_gap'], '.2f')} | {_f(r['mean_gap'], '.2f')} | "
-                     f"{_f(r['worst_spread'], '.2f')} | " + " | ".join(cells) + f" | {'**yes**' if both else 'no'} |")
-    lines += ["", "\\* accuracy interpolated from the grid (not trained at the suggestion).", ""]
+        for c in shown:
+            d = s["candidates"].get(c)
+            cells.append("-" if d is None else f"{_f(d['gap_worst'], '.2f')} / {_f(d['median_lr'])}" + ("" if d["scored_by"] == "trained" else "\\*"))
+        lines.append(f"| {w} | {half_of(w)} | " + " | ".join(cells) + " |")
     bench = [f"- `{n}`: {d}" for n, (d, _) in BENCH.items()]
-    lines += ["Benchmark-only candidates (defined in benchmarks/lr_suggestion.py, not in trickbag):", *bench, ""]
+    lines += ["", "Benchmark-only candidates (defined in benchmarks/lr_suggestion.py, not in trickbag):", *bench, ""]
     return "\n".join(lines)
 
 
@@ -543,6 +595,8 @@ def score_all(result: dict, train_names: set[str]) -> None:
     result["scores"] = {w: score_workload(r, kinds, train_names) for w, r in result["workloads"].items()
                         if r["finder"] and r["runs"]}
     result["summary"] = summarize(result["scores"], kinds)
+    for half in ("tuning", "test"):  # a candidate is chosen on the tuning half; the test half judges it
+        result[f"summary_{half}"] = summarize({w: s for w, s in result["scores"].items() if half_of(w) == half}, kinds)
     result["meta"]["auto"] = lr_suggest.AUTO
     # what the results cost, however the work was split: every training run and finder sweep
     result["meta"]["compute_minutes"] = round(sum(
@@ -555,11 +609,36 @@ def show(result: dict, console: Console) -> None:
         about = WORKLOADS[w].about if w in WORKLOADS else result["workloads"][w].get("about", "")
         console.print(grid_table(w, s))
         console.print(workload_table(w, s, about))
-    console.print(summary_table(result["summary"], list(result["scores"])))
+    for half in ("tuning", "test"):
+        scored = [w for w in result["scores"] if half_of(w) == half]
+        if scored:
+            console.print(summary_table(result[f"summary_{half}"], scored))
     console.print("gap: grid best minus accuracy at the suggestion, accuracy points (positive = worse); "
                   "scored by 'trained' = trained at the suggestion (mean over training seeds), 'interp' = grid "
                   "curve interpolated linearly in log LR ('-clamped': outside the grid). "
                   "kind 'benchmark-only' = defined in this file, not in trickbag.")
+
+
+def run_parallel(args, names: list[str], out: Path, argv: list[str], console: Console) -> None:
+    """``--jobs N``: N worker processes (one thread each), each its own share of the workloads and
+    its own resumable part file, then one merge. The costly workloads are dealt out first."""
+    cost = {n: (20 if "cnn16-mnist5k" in n else 3 if "mnist5k" in n or "20epochs" in n else 1) for n in names}
+    order = sorted(names, key=lambda n: -cost[n])
+    groups = [order[k::args.jobs] for k in range(args.jobs)]
+    passthrough = [a for a in argv if not a.startswith("--jobs") and a not in [str(args.jobs)]]
+    passthrough = [a for i, a in enumerate(passthrough) if not (a == "--workloads" or (i and passthrough[i - 1] == "--workloads") or a in names)]
+    passthrough = [a for i, a in enumerate(passthrough) if not (a in ("--out", "--threads") or (i and passthrough[i - 1] in ("--out", "--threads")))]
+    parts, procs = [], []
+    for k, group in enumerate(g for g in groups if g):
+        part = out.with_name(f"{out.stem}.part{k}.json")
+        parts.append(part)
+        command = [sys.executable, __file__, *passthrough, "--workloads", *group, "--out", str(part), "--threads", "1", "--resume"]
+        console.print(f"worker {k}: {' '.join(group)}")
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL if not args.quick else None))
+    codes = [proc.wait() for proc in procs]
+    if any(codes):
+        raise SystemExit(f"a worker failed (exit codes {codes}); rerun the same command to resume")
+    main(["--from-json", *map(str, parts), "--out", str(out)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -569,10 +648,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help="training seeds per grid point (default: 2 on mnist5k, 8 on digits; --quick 1)")
     p.add_argument("--finder-seeds", type=int, default=None, help="LR-finder data-order seeds (default 4; --quick 2)")
-    p.add_argument("--grid", type=int, default=None, help="log-grid points of max LR (default 13; --quick 5)")
+    p.add_argument("--step", type=float, default=None, help="grid step, a factor (default 2; --quick 8)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one thread each (their results are merged)")
     p.add_argument("--train", default="auto,valley,max_lr,b.max_lr_x2,b.gm_max_lr_min_zero_lag",
                    help="candidates whose suggestions are trained (comma list; the rest interpolate the grid)")
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 min): mlp-digits, 1 epoch, 5 grid points")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 min): mlp-digits, 1 epoch, factor-8 grid")
     p.add_argument("--out", type=Path, default=None, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)}); markdown next to it")
     p.add_argument("--from-json", type=Path, nargs="+", default=None,
                    help="re-score saved result file(s) without training (several: their workloads are merged)")
@@ -608,15 +688,18 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     names = args.workloads or (["mlp-digits"] if args.quick else list(WORKLOADS))
+    if args.jobs > 1:
+        run_parallel(args, names, out, argv if argv is not None else sys.argv[1:], console)
+        return
     seeds_of = {n: args.seeds or (1 if args.quick else WORKLOADS[n].seeds) for n in names}
     fseeds = args.finder_seeds or (2 if args.quick else 4)
-    points = args.grid or (5 if args.quick else 13)
+    step = args.step or (8.0 if args.quick else 2.0)
     epochs = 1 if args.quick else None
     steps = FINDER["steps"]
     result: dict[str, Any] = {
         "meta": {
             "command": " ".join(["python", "benchmarks/lr_suggestion.py", *(argv if argv is not None else sys.argv[1:])]),
-            "seeds": args.seeds or ("1" if args.quick else "per workload"), "finder_seeds": fseeds, "grid_points": points, "quick": args.quick, "finder": FINDER,
+            "seeds": args.seeds or ("1" if args.quick else "per workload"), "finder_seeds": fseeds, "grid_step": step, "quick": args.quick, "finder": FINDER,
             "train": sorted(train_names), "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "git": _git(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
@@ -630,7 +713,8 @@ def main(argv: list[str] | None = None) -> None:
         prev = old.get(n, {})
         result["workloads"][n] = {
             "about": w.about, "recipe": w.make(w.grid[0], 0, epochs).to_dict(),
-            "grid": log_grid(*w.grid, points), "train_seeds": list(range(seeds_of[n])),
+            "grid": sorted(set(log_grid(*w.grid, step)) | set(prev.get("grid", []))), "train_seeds": list(range(seeds_of[n])),
+            "half": w.half,
             "finder": [f for f in prev.get("finder", []) if f["finder_seed"] < 100 + fseeds],
             "runs": list(prev.get("runs", [])),
         }
@@ -662,7 +746,7 @@ def main(argv: list[str] | None = None) -> None:
                     if lr is not None and not any(_same(lr, e) for e in extra) and not any(_same(lr, g) for g in wres["grid"]):
                         extra.append(lr)
             bar.update(task, total=bar.tasks[task].total + len(extra) * seeds_of[n])
-            for origin, lrs in (("grid", wres["grid"]), ("suggestion", extra)):
+            def train_all(origin: str, lrs: list[float]) -> None:
                 for lr in lrs:
                     for s in wres["train_seeds"]:
                         bar.update(task, description=f"{n}: {origin} max LR {lr:.3g} seed {s}")
@@ -674,6 +758,17 @@ def main(argv: list[str] | None = None) -> None:
                                               f"{' (diverged)' if r['diverged'] else ''} ({r['seconds']:.1f}s)")
                         bar.advance(task)
                     write(result, out)
+
+            train_all("grid", wres["grid"])
+            for _ in range(3):  # the grid's best on an edge: two more points beyond it, until it is inside
+                g_lrs, g_acc, _ = grid_curve(wres)
+                more = widen(g_lrs, g_acc, step)
+                if not more or args.quick:
+                    break
+                bar.update(task, total=bar.tasks[task].total + len(more) * seeds_of[n])
+                wres["grid"] = sorted(wres["grid"] + more)
+                train_all("grid", more)
+            train_all("suggestion", extra)
             # score what is done so far (partial results survive a kill)
             result["meta"]["seconds"] = round(time.perf_counter() - t_start, 1)
             score_all(result, train_names)

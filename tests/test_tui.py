@@ -564,3 +564,30 @@ def test_the_curve_keeps_its_window_zooms_and_resweeps_between_the_bounds(recipe
             assert (session.settings.start, session.settings.end) == (base, peak) and curve.span == (base, peak)
 
     asyncio.run(flow())
+
+
+def test_v_verifies_the_chosen_max_and_marks_the_winner(recipe_file, shared_run):
+    """v runs lr-find --verify's training on the chosen max_lr (here a recorded one, not trained):
+    the winner gets a ✓ on the curve and a line under it."""
+    from trickbag.lr_range.verify import Candidate, Verification
+
+    asked = []
+
+    def fake_verify(recipe, lr, on_epoch=lambda: None, **kwargs):
+        asked.append(lr)
+        for _ in range(3):
+            on_epoch()
+        return Verification(lr, [Candidate(lr, 1.0, [0.9]), Candidate(lr / 2, 0.5, [0.8]), Candidate(2 * lr, 2.0, [0.95])], [0], 10, 3.0)
+
+    async def flow():
+        app = snapshot_app(recipe_file, shared_run)
+        app.session.verify_with = fake_verify
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = await swept(pilot)
+            await pilot.press("v")
+            await until(pilot, lambda: panel.state == "done" and app.session.verification is not None)
+            assert asked == [app.session.max_lr]
+            assert panel.curve.verified == pytest.approx(2 * asked[0])
+            assert "won by 5.00 points (3 LRs trained)" in str(panel.query_one("#lr-status").render())
+
+    asyncio.run(flow())

@@ -66,6 +66,23 @@ class SweepFailed(Message):
 
 
 @dataclass
+class VerifyProgress(Message):
+    """One more epoch of the verification runs (``done`` of at most ``total``)."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class VerifyFinished(Message):
+    """The verification runs ended: ``result`` is a :class:`trickbag.lr_range.verify.Verification`,
+    or ``error`` says why there is none."""
+
+    result: object | None
+    error: str | None = None
+
+
+@dataclass
 class BoundsChanged(Message):
     """The chosen ``base_lr`` / ``max_lr`` changed: previews redraw."""
 

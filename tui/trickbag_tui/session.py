@@ -110,7 +110,10 @@ class Session:
         from trickbag.engine.loop import fit
         from trickbag.lr_range.sweep import sweep as range_test
 
-        self.sweep_with, self.fit_with = range_test, fit
+        from trickbag.lr_range.verify import verify
+
+        self.sweep_with, self.fit_with, self.verify_with = range_test, fit, verify
+        self.verification = None  # the last lr-find --verify result, in the TUI
         if run is not None:
             self._adopt(run)
 

@@ -21,14 +21,14 @@ KEY_NAMES = {"left": "←", "right": "→", "shift+left": "shift+←", "shift+ri
 
 
 def keys_table(title: str, bindings: list[Binding]) -> Table:
-    """The footer's bindings (``show``), their long ``tooltip`` text; neighbours that share a
-    description (← and →) share a row."""
+    """The footer's bindings (``show``) and the hidden ones that have a ``tooltip`` (no room in the
+    footer), with that long text; neighbours that share a description (← and →) share a row."""
     table = Table(title=title, title_justify="left", title_style="bold", box=None, show_header=False, padding=(0, 2, 0, 1))
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("what")
     rows: list[tuple[list[str], str, str]] = []
     for b in bindings:
-        if not b.show or not b.description:
+        if not (b.show or b.tooltip) or not b.description:
             continue
         keys = [KEY_NAMES.get(k, k) for k in b.key.split(",")]
         if rows and rows[-1][1] == b.description:

@@ -21,6 +21,8 @@ from trickbag_tui.messages import (
     SweepStarted,
     SweepSteps,
     TunedSaved,
+    VerifyFinished,
+    VerifyProgress,
 )
 from trickbag_tui.screens.sweep_form import SweepForm
 from trickbag_tui.session import Session, SweepSettings, shown_path
@@ -32,6 +34,7 @@ from trickbag_tui.widgets.lr_curve import (
     RECOMMENDED,
     SMOOTH,
     SUGGESTED,
+    VERIFIED,
     LRCurve,
     style,
 )
@@ -77,7 +80,8 @@ class LRFindPanel(Vertical):
         Binding("r", "run", "Run", tooltip="run the range test (again) with the current settings"),
         Binding("f", "form", "Settings", tooltip="change start LR, end LR and steps, then run"),
         Binding("z", "zoom", "Zoom", tooltip="narrow the plot to the chosen bounds, or back to the whole sweep"),
-        Binding("R", "resweep", "Re-sweep", key_display="R",
+        Binding("v", "verify", "Verify", tooltip="train the recipe at max_lr, x1/2 and x2 (lr-find --verify): the winner is marked ✓"),
+        Binding("R", "resweep", "Re-sweep", key_display="R", show=False,  # in the help (?): the footer is full at 80 columns
                 tooltip="run the range test again between the chosen bounds, for a finer curve there"),
         Binding("s", "save", "Save", tooltip="save <recipe>.tuned.toml (never over the original)"),
         Binding("escape", "cancel", "Cancel", tooltip="cancel the range test (model, optimizer, RNG restored)"),
@@ -89,6 +93,7 @@ class LRFindPanel(Vertical):
         self.state = "idle"
         self.ready = session.run is not None
         self.error: str | None = None
+        self.verify_done = (0, 0)  # epochs of the verification runs: done, at most
 
     def compose(self) -> ComposeResult:
         s = self.session.settings
@@ -107,6 +112,8 @@ class LRFindPanel(Vertical):
             return self.state == "running"  # shown in the footer only while it means something
         if action in ("run", "form"):
             return self.state in ("idle", "done") or None
+        if action == "verify":
+            return (self.state == "done" and self.session.max_lr is not None) or None
         if action in ("zoom", "resweep"):
             return (self.state == "done" and self.session.base_lr is not None and self.session.max_lr is not None) or None
         return True
@@ -115,6 +122,61 @@ class LRFindPanel(Vertical):
 
     def action_run(self) -> None:
         self.start_sweep(self.session.settings)
+
+    def action_verify(self) -> None:
+        session = self.session
+        if session.max_lr is None or self.state != "done":
+            self.notify("run the range test first (r) and choose max_lr (m)", severity="warning")
+            return
+        if session.training or session.sweeping:
+            self.notify("a run or a range test is going on: let it end first", severity="warning")
+            return
+        session.sweeping = True  # the verification runs hold the CPU/GPU like a sweep does
+        self.state, self.verify_done = "verifying", (0, 0)
+        self.update_status()
+        self.refresh_bindings()
+        self.verify(session.max_lr)
+
+    @work(thread=True, exclusive=True, group="sweep")
+    def verify(self, lr: float) -> None:
+        """lr-find --verify in a thread: epochs are messages, the result marks the curve."""
+        from trickbag.lr_range.verify import planned_epochs
+
+        session = self.session
+        total, done = planned_epochs(session.recipe, None, 1), [0]
+
+        def on_epoch() -> None:
+            done[0] += 1
+            self.post_message(VerifyProgress(done[0], total))
+
+        try:
+            result = session.verify_with(session.recipe, lr, on_epoch=on_epoch)
+        except (UserError, PluginError) as exc:
+            self.post_message(VerifyFinished(None, str(exc)))
+            return
+        except Exception as exc:
+            self.post_message(VerifyFinished(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(VerifyFinished(result))
+
+    def on_verify_progress(self, message: VerifyProgress) -> None:
+        message.stop()
+        self.verify_done = (message.done, message.total)
+        self.update_status()
+
+    def on_verify_finished(self, message: VerifyFinished) -> None:
+        message.stop()
+        session = self.session
+        session.sweeping = False
+        self.state = "done"
+        if message.error:
+            self.notify(message.error, title="verification failed", severity="error")
+        else:
+            session.verification = message.result
+            winner = message.result.winner
+            self.curve.set_verified(winner.lr if winner else None)
+        self.update_status()
+        self.refresh_bindings()
 
     def action_zoom(self) -> None:
         zoomed = self.curve.zoom()
@@ -310,6 +372,13 @@ class LRFindPanel(Vertical):
             lines.append(Text.assemble(("suggested ", "bold"), ("▲ ", SUGGESTED), f"base {fmt(s.base_lr)}  max {fmt(s.max_lr)}  ",
                                        ("★ ", RECOMMENDED), f"recommended {fmt(s.recommended)}"))
             lines.append(Text(s.reason, style="dim"))
+        v = session.verification
+        if v is not None and self.state == "done":
+            w = v.winner
+            margin = v.margin()
+            lines.append(Text.assemble(("verified ", "bold"), ("✓ ", VERIFIED), (
+                f"{w.lr:.3g} won" + (f" by {margin:.2f} points" if margin is not None else "") + f" ({len(v.candidates)} LRs trained)"
+                if w else "no verification run finished")))
         lines.append(self._state_line())
         for line in lines:
             line.no_wrap, line.overflow = True, "ellipsis"
@@ -323,6 +392,9 @@ class LRFindPanel(Vertical):
             return Text(f"range test running: {what} ({sweep})  esc: cancel")
         if self.state == "cancelling":
             return Text("cancelling: restoring the model...")
+        if self.state == "verifying":
+            done, total = self.verify_done
+            return Text(f"verifying: training the recipe at max_lr, x1/2 and x2 (epoch {done} of at most {total})")
         if self.state == "done" and session.result is not None:
             r, done = session.result, session.result.settings
             how = {"end": "reached the end", "diverged": "loss diverged", "cancelled": "cancelled, model restored"}[r.stopped]

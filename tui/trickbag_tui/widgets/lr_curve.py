@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from trickbag_tui.widgets.plots import MARKER, Plot, finite, log_ticks
 
 # colours shared with the legend under the plot (plotext and rich both know these names)
-RAW, SMOOTH, BASE, MAX, SUGGESTED, RECOMMENDED, CURSOR = "gray", "cyan", "green", "red", "yellow", "magenta", "white"
+RAW, SMOOTH, BASE, MAX, SUGGESTED, RECOMMENDED, CURSOR, VERIFIED = "gray", "cyan", "green", "red", "yellow", "magenta", "white", "green"
 
 
 def style(color: str) -> str:
@@ -38,12 +38,13 @@ class LRCurve(Plot):
         self.base_lr: float | None = None
         self.max_lr: float | None = None
         self.view: tuple[float, float] | None = None  # a zoomed x range (LRs), None: the sweep's span
+        self.verified: float | None = None  # the LR that won the verification runs (v), marked ✓
 
     # -- data --------------------------------------------------------------------------------
 
     def start(self, start: float, end: float) -> None:
         self.lrs, self.losses, self.smoothed, self.suggested = [], [], [], {}
-        self.span, self.view = (start, end), None
+        self.span, self.view, self.verified = (start, end), None, None
         self.empty = "range test starting (the first one prepares the run: data, model)..."
         self.set_reactive(LRCurve.cursor, None)
         self.redraw()
@@ -60,6 +61,10 @@ class LRCurve(Plot):
         """The sweep's own arrays replace what arrived step by step (the same, unless messages were dropped)."""
         self.lrs, self.losses, self.smoothed, self.suggested = list(lrs), list(losses), list(smoothed), suggested
         self.cursor = cursor  # redraws
+
+    def set_verified(self, lr: float | None) -> None:
+        self.verified = lr
+        self.redraw()
 
     def set_bounds(self, base_lr: float | None, max_lr: float | None) -> None:
         self.base_lr, self.max_lr = base_lr, max_lr
@@ -153,8 +158,10 @@ class LRCurve(Plot):
                     if y_range:
                         y = min(max(y, y_range[0]), y_range[1])
                     plt.scatter([x], [y], marker="●", color=CURSOR)
-            for key, marker, color in (("base", "▲", SUGGESTED), ("max", "▲", SUGGESTED), ("recommended", "★", RECOMMENDED)):
-                lr = self.suggested.get(key)
+            marks = {**self.suggested, **({"verified": self.verified} if self.verified else {})}
+            for key, marker, color in (("base", "▲", SUGGESTED), ("max", "▲", SUGGESTED), ("recommended", "★", RECOMMENDED),
+                                       ("verified", "✓", VERIFIED)):
+                lr = marks.get(key)
                 y = self._y_at(lr) if lr else None
                 if y is not None:
                     plt.scatter([math.log10(lr)], [y], marker=marker, color=color)
