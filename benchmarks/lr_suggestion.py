@@ -590,7 +590,38 @@ def _git() -> str:
 # main
 
 
+def workload_facts(name: str) -> dict[str, Any]:
+    """The recipe side of a workload (lr_range/facts.py), as the finder's recommendation sees it."""
+    from trickbag.engine.assemble import prepare_run
+    from trickbag.lr_range.facts import facts_of
+
+    w = WORKLOADS[name]
+    run = prepare_run(w.make(math.sqrt(w.grid[0] * w.grid[1]), 0))
+    try:
+        return facts_of(run).to_dict()
+    finally:
+        run.release()
+
+
+def ratios(result: dict) -> list[dict[str, Any]]:
+    """Per workload: where the grid's best and its 0.5-point window lie relative to the finder's
+    median ``auto`` suggestion, with the recipe's facts: what a recipe-aware correction and the
+    interval shown with a recommendation are learnt from (on the tuning half only)."""
+    rows = []
+    for w, s in result["scores"].items():
+        auto = s["candidates"].get("auto", {}).get("median_lr")
+        lo, hi = s["window_0.5pt"]
+        if not auto or lo is None:
+            continue
+        rows.append({"workload": w, "half": half_of(w), "facts": result["workloads"][w].get("facts", {}),
+                     "best_over_auto": s["grid_best_lr"] / auto, "low_over_auto": lo / auto, "high_over_auto": hi / auto})
+    return rows
+
+
 def score_all(result: dict, train_names: set[str]) -> None:
+    for name, wres in result["workloads"].items():
+        if "facts" not in wres and name in WORKLOADS:
+            wres["facts"] = workload_facts(name)
     kinds = candidate_kinds()
     result["scores"] = {w: score_workload(r, kinds, train_names) for w, r in result["workloads"].items()
                         if r["finder"] and r["runs"]}

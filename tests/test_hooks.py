@@ -162,6 +162,41 @@ def test_hook_lr_schedule():
         assert lr == pytest.approx(0.05 * (1 - p / 2) * min(1.0, (p + 1e-9) / 0.5))
 
 
+def test_hook_lr_bounds():
+    """Bounds reach the schedule trick's own options; a tryfirst converter rescales them first;
+    the engine's default writes optimizer.lr; disagreeing edits are refused with one line."""
+    from trickbag.lr_range.bounds import bound_edits
+
+    class Schedule:
+        @hookimpl
+        def trickbag_lr_bounds(self, bounds, context):
+            return {"tricks.mine.top": bounds.max_lr, "tricks.mine.bottom": bounds.base_lr}
+
+    class Halver:  # e.g. the linear scaling rule at twice the reference batch
+        @hookimpl(tryfirst=True)
+        def trickbag_lr_bounds(self, bounds, context):
+            assert bounds.global_batch_size == context.global_batch_size == 100
+            bounds.max_lr, bounds.base_lr = bounds.max_lr / 2, bounds.base_lr / 2
+            bounds.notes.append("halved")
+
+    run_ = prepare_run(recipe(), observers=[Schedule(), Halver()])
+    edits, notes = bound_edits(run_.pm, run_.context, 0.4, 0.01)
+    assert edits == {"tricks.mine.top": 0.2, "tricks.mine.bottom": 0.005, "optimizer.lr": 0.2}
+    assert notes == ["halved"]
+    # without any trick: only optimizer.lr, 4 significant digits; a base at or above the max is dropped
+    plain = prepare_run(recipe())
+    assert bound_edits(plain.pm, plain.context, 0.123456, 0.5) == ({"optimizer.lr": 0.1235}, [])
+
+    class Rival:
+        @hookimpl
+        def trickbag_lr_bounds(self, bounds, context):
+            return {"optimizer.lr": 1.0}
+
+    rival = prepare_run(recipe(), observers=[Rival()])
+    with pytest.raises(PluginError, match="two tricks write optimizer.lr from the LR bounds"):
+        bound_edits(rival.pm, rival.context, 0.4)
+
+
 def test_hook_momentum_schedule():
     class Mom:
         @hookimpl

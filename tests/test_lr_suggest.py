@@ -546,6 +546,6 @@ def test_previous_default_gmean_of_max_lr_and_minimum_kept_in_the_bounds():
 
 def test_to_dict_is_json_ready():
     d = json.loads(json.dumps(suggest(LRS, Y).to_dict(), allow_nan=False))
-    assert set(d) == {"rules", "base_lr", "max_lr", "recommended", "reason"}
+    assert set(d) == {"rules", "base_lr", "max_lr", "recommended", "reason", "interval"}
     assert set(d["rules"]) == set(L.RULE_NAMES)
     assert d["rules"]["valley"].keys() == {"lr", "index", "note"}

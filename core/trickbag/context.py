@@ -103,3 +103,17 @@ class RunContext:
         from trickbag.engine.plan import nominal_steps
 
         return max(1, nominal_steps(self.epochs, self.steps_per_epoch))
+
+
+@dataclass
+class LRBounds:
+    """LR bounds chosen with the range test, on their way into a recipe (``trickbag_lr_bounds``).
+
+    Both are LRs the optimizer sees at ``global_batch_size`` (the batch the range test ran at). A
+    trick that rescales the LR (linear scaling) converts them in place before the schedule trick
+    writes its options."""
+
+    max_lr: float
+    base_lr: float | None = None
+    global_batch_size: int = 1
+    notes: list[str] = field(default_factory=list)  # one line per conversion, shown to the user

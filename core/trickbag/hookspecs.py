@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # only for annotations: keep importing this module cheap
     from torch import nn
 
     from trickbag.config import ModelConfig, OptimizerConfig
-    from trickbag.context import Batch, RunContext, TrainState
+    from trickbag.context import Batch, LRBounds, RunContext, TrainState
     from trickbag.data import DataInfo
     from trickbag.plugins import TrickSpec
 
@@ -149,6 +149,28 @@ def trickbag_momentum_schedule(base_momentum: float, context: RunContext) -> Sch
     optimizer was built. Wrappable like the LR schedule.
 
     Stops at the first non-None result; wrappers then see it.
+    """
+
+
+@hookspec
+def trickbag_lr_bounds(bounds: LRBounds, context: RunContext) -> dict[str, Any] | None:
+    """Turn LR bounds chosen with the range test into recipe values: return the edits as
+    ``{dotted recipe key: value}``, e.g. ``{"tricks.cyclical_lr.base_lr": 0.004,
+    "tricks.cyclical_lr.max_lr": 0.1}``.
+
+    ``bounds.max_lr`` is the highest LR the run should train at (the CLR ``max_lr``, one-cycle's
+    peak, SGDR's and cosine's starting LR); ``bounds.base_lr`` the lowest (the CLR ``base_lr``,
+    one-cycle's initial LR; ``None`` when only a maximum was chosen). Both are LRs the optimizer
+    sees at ``bounds.global_batch_size``, the batch the range test ran at. ``lr-find --apply``,
+    ``--verify`` and the TUI's save write the merged edits into a copy of the recipe, so a schedule
+    trick answers for its own options and nobody else needs to know their names.
+
+    A trick that rescales the schedule's LR (the linear scaling rule) converts the bounds in place
+    first, with ``@hookimpl(tryfirst=True)``, and returns ``None``. The engine's default (called
+    last) sets ``optimizer.lr`` = ``bounds.max_lr``. Edits of the same key must agree.
+
+    Called by previews, outside training (``context`` has no model or optimizer). All
+    implementations are called; each sees the bounds the previous ones left.
     """
 
 

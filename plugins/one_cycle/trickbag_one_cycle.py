@@ -39,6 +39,14 @@ class OneCycle:
         return Cycle(context.steps_per_epoch, context.total_steps, o, (initial, peak, initial / o.final_div_factor, initial))
 
     @hookimpl
+    def trickbag_lr_bounds(self, bounds, context):
+        # the cycle starts at max_lr / div_factor: the range test's base_lr
+        edits = {"tricks.one_cycle.max_lr": bounds.max_lr}
+        if bounds.base_lr is not None:
+            edits["tricks.one_cycle.div_factor"] = bounds.max_lr / bounds.base_lr
+        return edits
+
+    @hookimpl
     def trickbag_momentum_schedule(self, base_momentum, context):
         o = self.options
         if not o.cycle_momentum:

@@ -49,18 +49,6 @@ class Preview:
     notes: list[str] = field(default_factory=list)  # how the bounds were applied
 
 
-def apply_to_dict(raw: dict[str, Any], max_lr: float, base_lr: float | None) -> dict[str, Any]:
-    """A resolved recipe dict with the bounds filled in as :func:`trickbag.lr_range.outputs.apply_bounds`
-    writes them into the file: ``optimizer.lr`` = max, and an enabled one-cycle's ``max_lr`` = max
-    and ``div_factor`` = max / base (4 significant digits, as in the saved file)."""
-    from trickbag.lr_range.outputs import fill_bounds
-
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    out["tricks"] = {k: dict(v) for k, v in out.get("tricks", {}).items()}
-    fill_bounds(out, max_lr, base_lr)
-    return out
-
-
 def shown_path(path: Path) -> str:
     """A path as the user should read it: relative to the current folder when under it."""
     try:
@@ -98,6 +86,7 @@ class Session:
         self.sweep_dir: Path | None = None  # where the last range test's csv/json/png were written
         self.base_lr: float | None = None  # chosen bounds
         self.max_lr: float | None = None
+        self._edits: tuple[tuple[float | None, float | None], tuple[dict[str, Any], list[str]]] | None = None
         self.tuned: Path | None = None  # last saved tuned recipe
         self.launched: list[dict[str, Any]] = []  # runs started from the Train tab: out_dir, status, epochs
         self.sweeping = False  # a range test or a training run holds the CPU/GPU (and the RNG):
@@ -109,7 +98,6 @@ class Session:
         # engine directly, so a test can replay a recorded sweep or history through the same widgets
         from trickbag.engine.loop import fit
         from trickbag.lr_range.sweep import sweep as range_test
-
         from trickbag.lr_range.verify import verify
 
         self.sweep_with, self.fit_with, self.verify_with = range_test, fit, verify
@@ -148,9 +136,6 @@ class Session:
     def set_bounds(self, base_lr: float | None, max_lr: float | None) -> None:
         self.base_lr, self.max_lr = base_lr, max_lr
 
-    def has_cycle(self) -> bool:
-        return "one_cycle" in self.recipe.enabled_tricks()
-
     def bounds_problem(self) -> str | None:
         """Why the chosen bounds cannot be saved, or None."""
         if self.max_lr is None:
@@ -159,13 +144,46 @@ class Session:
             return f"base_lr {self.base_lr:.3g} must be below max_lr {self.max_lr:.3g}"
         return None
 
+    def bound_edits(self) -> tuple[dict[str, Any], list[str]]:
+        """What the chosen bounds change in the recipe, as the enabled schedule trick places them
+        (``trickbag_lr_bounds``), and the notes of any conversion (linear scaling); cached."""
+        key = (self.max_lr, self.base_lr)
+        if self._edits is None or self._edits[0] != key:
+            from trickbag.lr_range.bounds import bound_edits, recipe_edits
+
+            assert self.max_lr is not None
+            if self.run is not None:
+                answer = bound_edits(self.run.pm, self.run.context, self.max_lr, self.base_lr)
+            else:
+                answer = recipe_edits(self.recipe, self.max_lr, self.base_lr)
+            self._edits = (key, answer)
+        return self._edits[1]
+
+    def bounds_line(self) -> str:
+        """The chosen bounds as the recipe receives them: ``one_cycle max_lr 0.4, div_factor 40``."""
+        edits = self.bound_edits()[0]
+        if len(edits) > 1:  # optimizer.lr repeats the schedule trick's peak: keep the line short
+            edits = {k: v for k, v in edits.items() if k != "optimizer.lr"}
+        parts, table = [], None
+        for key, value in edits.items():  # one_cycle max_lr 0.4, div_factor 40: each table named once
+            where, _, name = key.removeprefix("tricks.").rpartition(".")
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            parts.append(f"{where} {name} {shown}" if where != table else f"{name} {shown}")
+            table = where
+        line = ", ".join(parts)
+        if self.base_lr and list(edits) == ["optimizer.lr"]:
+            line += " (no schedule trick takes base_lr)"
+        return line
+
     def bounded_recipe(self) -> Recipe:
         """The recipe with the chosen bounds applied (the recipe itself when none are chosen)."""
         if self.max_lr is None or self.bounds_problem():
             return self.recipe
+        from trickbag.lr_range.bounds import apply_edits
         from trickbag.recipe import build_recipe
 
-        raw = apply_to_dict(self.recipe.to_dict(), self.max_lr, self.base_lr)
+        raw = self.recipe.to_dict()
+        apply_edits(raw, self.bound_edits()[0])
         return build_recipe(raw, where=self.name, name=self.recipe.name)
 
     def tuned_target(self) -> Path:
@@ -193,7 +211,7 @@ class Session:
         source = ""
         if self.result is not None:
             source = provenance(self.result, self.sweep_dir, self.max_lr, self.base_lr, "trickbag tui, bounds picked on the curve")
-        self.tuned = apply_bounds(self.path, self.max_lr, self.base_lr, self.overrides, self.tuned_target(), source)
+        self.tuned = apply_bounds(self.path, self.bound_edits()[0], self.overrides, self.tuned_target(), source)
         return self.tuned
 
     def record_sweep(self, result: LRFindResult) -> Path:
@@ -212,8 +230,10 @@ class Session:
         from trickbag.recipe import load_recipe
 
         if self.tuned is not None and self.tuned.exists():
+            from trickbag.lr_range.bounds import lookup
+
             loaded = load_recipe(self.tuned)
-            if self.max_lr is None or loaded.optimizer.lr == float(f"{self.max_lr:.4g}"):
+            if self.max_lr is None or all(lookup(loaded.to_dict(), k) == v for k, v in self.bound_edits()[0].items()):
                 return loaded, shown_path(self.tuned)
         recipe = self.bounded_recipe()
         return recipe, self.name + (" + chosen bounds" if recipe is not self.recipe else "")
@@ -256,9 +276,6 @@ class Session:
             momentum = None
         notes = []
         if self.max_lr is not None and recipe is not self.recipe:
-            if self.has_cycle():
-                cycle = recipe.tricks["one_cycle"]
-                notes.append(f"one_cycle max_lr {cycle.max_lr:.4g}, div_factor {cycle.div_factor:.4g}")
-            else:
-                notes.append(f"optimizer.lr {recipe.optimizer.lr:.4g}" + (" (no cycle trick: base_lr unused)" if self.base_lr else ""))
+            notes.extend(self.bound_edits()[1])
+            notes.append(self.bounds_line())
         return Preview(progress, lr, momentum, sizes, total, run.context.steps_per_epoch, epochs, notes)

@@ -116,6 +116,7 @@ def lr_find_command(
 ) -> None:
     """LR range test: sweep the LR over the recipe's real training step, suggest LR bounds, restore everything."""
     from trickbag.engine.assemble import prepare_run
+    from trickbag.lr_range.bounds import bound_edits
     from trickbag.lr_range.outputs import (
         apply_bounds,
         provenance,
@@ -173,7 +174,13 @@ def lr_find_command(
     where = tuned_path(Path.cwd() / path.name) if not Path(recipe).exists() else None
     base = s.base_lr if chosen and s.base_lr and s.base_lr < chosen else None
     source = provenance(result, target, chosen, base, how) if chosen else ""
-    tuned = apply_bounds(path, chosen, base, set_, where, source) if apply and chosen else None
+    tuned = None
+    if apply and chosen:
+        # the enabled schedule trick says which of its options take the bounds (trickbag_lr_bounds)
+        edits, notes = bound_edits(run_.pm, run_.context, chosen, base)
+        for note in notes:
+            out.print(plain(note))
+        tuned = apply_bounds(path, edits, set_, where, source)
     if as_json:
         sys.stdout.write(json.dumps({**result.to_dict(), "out": str(target), "tuned_recipe": str(tuned) if tuned else None,
                                      "verification": verification.to_dict() if verification else None}, indent=2) + "\n")

@@ -56,6 +56,12 @@ class EngineDefaults:
         return functools.partial(_constant, base_lr)
 
     @hookimpl(trylast=True)
+    def trickbag_lr_bounds(self, bounds, context):
+        # without a schedule trick the run trains at optimizer.lr throughout; with one, optimizer.lr
+        # still names the run's peak LR for readers of the recipe
+        return {"optimizer.lr": bounds.max_lr}
+
+    @hookimpl(trylast=True)
     def trickbag_loss(self, outputs, batch, model, state):
         # cross_entropy takes class indices or probabilities, so soft targets (mixup) need no branch
         return F.cross_entropy(outputs, batch.targets)

@@ -89,39 +89,28 @@ def tuned_path(recipe_path: Path) -> Path:
     return base
 
 
-def fill_bounds(doc: Any, max_lr: float, base_lr: float | None) -> None:
-    """Put chosen LR bounds into a recipe mapping (a plain dict or a tomlkit document), in place:
-    ``optimizer.lr`` = max, and an enabled one_cycle's ``max_lr`` = max, ``div_factor`` = max/base.
-    Values keep 4 significant digits, as a person would write them."""
-    if "optimizer" not in doc:
-        doc["optimizer"] = tomlkit.table() if isinstance(doc, tomlkit.TOMLDocument) else {}
-    doc["optimizer"]["lr"] = float(f"{max_lr:.4g}")
-    cycle = doc.get("tricks", {}).get("one_cycle")
-    if cycle is not None and cycle.get("enabled", True):
-        cycle["max_lr"] = float(f"{max_lr:.4g}")
-        if base_lr and base_lr < max_lr:
-            cycle["div_factor"] = float(f"{max_lr / base_lr:.4g}")
-
-
 def apply_bounds(
-    recipe_path: Path, recommended: float, base_lr: float | None, overrides: list[str] | None = None, target: Path | None = None,
-    source: str = "",
+    recipe_path: Path, edits: dict[str, Any], overrides: list[str] | None = None, target: Path | None = None, source: str = "",
 ) -> Path:
-    """Write a copy of the recipe (with its ``--set`` overrides) and the LR filled in:
-    ``optimizer.lr``, and the bounds of an enabled cycle trick (one_cycle's ``max_lr`` and
-    ``div_factor``). Comments and layout are kept, except a changed value's own comment, which
-    spoke of the old value: it now says where the new one came from. A header says what made the
-    file: ``source`` (the range test's folder and choice), the original recipe, the overrides."""
+    """Write a copy of the recipe (with its ``--set`` overrides) and the chosen bounds filled in:
+    ``edits`` as :func:`trickbag.lr_range.bounds.bound_edits` returns them (``optimizer.lr`` and
+    the options of the schedule trick the recipe enables). Comments and layout are kept, except a
+    changed value's own comment, which spoke of the old value: it now says where the new one came
+    from. A header says what made the file: ``source`` (the range test's folder and choice), the
+    original recipe, the overrides."""
+    from trickbag.lr_range.bounds import apply_edits, lookup
+
     doc = tomlkit.parse(recipe_path.read_text(encoding="utf-8"))
     apply_overrides(doc, overrides or [])
     for text in overrides or []:  # an overridden value's old comment spoke of the old value
         keys, value = parse_override(text)
         _table(doc, tuple(keys[:-1]))[keys[-1]] = tomlkit.item(value).comment("from --set (see the header)")
-    before = _values(doc)
-    fill_bounds(doc, recommended, base_lr)
-    for (section, key), value in _values(doc).items():
-        if before.get((section, key)) != value:
-            _table(doc, section)[key] = tomlkit.item(value).comment("chosen with the LR range test (see the header)")
+    before = {key: lookup(doc, key) for key in edits}
+    apply_edits(doc, edits)
+    for key, value in edits.items():
+        if before[key] != value:
+            *section, last = key.split(".")
+            _table(doc, tuple(section))[last] = tomlkit.item(value).comment("chosen with the LR range test (see the header)")
     header = [f"tuned copy of {recipe_path}" + (f" with --set {' '.join(overrides)}" if overrides else "")]
     if source:
         header.append(source)
@@ -130,24 +119,10 @@ def apply_bounds(
     return target
 
 
-_FILLED = (("optimizer",), ("tricks", "one_cycle"))  # the tables fill_bounds writes into
-
-
 def _table(doc: Any, section: tuple[str, ...]) -> Any:
     for part in section:
         doc = doc[part]
     return doc
-
-
-def _values(doc: Any) -> dict[tuple[tuple[str, ...], str], Any]:
-    out = {}
-    for section in _FILLED:
-        try:
-            table = _table(doc, section)
-        except KeyError:
-            continue
-        out.update({(section, key): value for key, value in table.items() if key in ("lr", "max_lr", "div_factor")})
-    return out
 
 
 def provenance(result: LRFindResult, out_dir: Path | None, chosen_max: float, chosen_base: float | None, by: str) -> str:

@@ -77,6 +77,9 @@ class Suggestions:
     max_lr: float | None  # ... and the last LR before it turns ragged / rises
     recommended: float | None
     reason: str  # one line, why ``recommended`` was chosen
+    # the LRs likely within 0.5 accuracy points of the best, around the recommendation (see
+    # :func:`adjust_for_recipe`); None when unknown
+    interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -85,13 +88,15 @@ class Suggestions:
             "max_lr": self.max_lr,
             "recommended": self.recommended,
             "reason": self.reason,
+            "interval": list(self.interval) if self.interval else None,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Suggestions":
         """The inverse of :meth:`to_dict` (``lr_find.json`` read back)."""
         rules = {name: Suggestion(name, r["lr"], r["index"], r["note"]) for name, r in d["rules"].items()}
-        return cls(rules, d["base_lr"], d["max_lr"], d["recommended"], d["reason"])
+        interval = tuple(d["interval"]) if d.get("interval") else None
+        return cls(rules, d["base_lr"], d["max_lr"], d["recommended"], d["reason"], interval)
 
 
 class NoAnswer(Exception):
@@ -522,3 +527,28 @@ def suggest(
 
     value, reason = _recommend(rules, recommend)
     return Suggestions(rules=rules, base_lr=base.lr, max_lr=mx.lr, recommended=value, reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the recipe adds (lr_range/facts.py), learnt on the benchmark's tuning half
+
+#: where the LRs within 0.5 accuracy points of the best lie, as factors of the recommendation: the
+#: medians, over the tuning half of benchmarks/lr_suggestion.py, of the edges of each workload's
+#: 0.5-point window divided by the recommendation (docs/lr-finder.md, "How sure")
+WITHIN_HALF_POINT: tuple[float, float] | None = None
+
+
+def recipe_factor(facts) -> tuple[float, str]:
+    """The factor the recipe's facts call for on top of the curve's recommendation, and why."""
+    return 1.0, ""
+
+
+def adjust_for_recipe(s: Suggestions, facts) -> Suggestions:
+    """The recommendation of a curve, corrected for how the recipe will use it, with its interval."""
+    if s.recommended is None:
+        return s
+    factor, why = recipe_factor(facts) if facts is not None else (1.0, "")
+    lr = s.recommended * factor
+    reason = s.reason + (f"; x{factor:.3g} for the recipe ({why})" if factor != 1.0 else "")
+    interval = (lr * WITHIN_HALF_POINT[0], lr * WITHIN_HALF_POINT[1]) if WITHIN_HALF_POINT else None
+    return Suggestions(s.rules, s.base_lr, s.max_lr, lr, reason, interval)

@@ -35,7 +35,8 @@ from trickbag.engine.step import (
     set_momentum,
 )
 from trickbag.errors import PluginError, UserError
-from trickbag.lr_range.suggest import Suggestions, suggest
+from trickbag.lr_range.facts import facts_of
+from trickbag.lr_range.suggest import Suggestions, adjust_for_recipe, suggest
 from trickbag.plugins import culprit
 from trickbag.recipe import Recipe
 
@@ -159,8 +160,10 @@ def sweep(
         with uninterruptible():  # a second Ctrl-C must not leave the run half restored
             snapshot.restore(run)
     settings = {"start": start, "end": end, "steps": steps, "mode": mode, "diverge": diverge, "smooth": beta, "momentum": momentum}
-    suggestions = suggest(lrs, losses, smoothed, num_it=steps)  # fastai skips a tenth of the *planned* steps
-    return LRFindResult(lrs, losses, smoothed, stopped, suggestions, time.perf_counter() - t0, settings)
+    facts = facts_of(run)
+    # fastai skips a tenth of the *planned* steps; the recipe then corrects what the curve says
+    suggestions = adjust_for_recipe(suggest(lrs, losses, smoothed, num_it=steps), facts)
+    return LRFindResult(lrs, losses, smoothed, stopped, suggestions, time.perf_counter() - t0, {**settings, "recipe": facts.to_dict()})
 
 
 def momentum_at_peak(run: Run) -> float | None:

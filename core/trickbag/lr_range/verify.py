@@ -64,12 +64,13 @@ class Verification:
         }
 
 
-def recipe_at(recipe: Recipe, lr: float, seed: int, epochs: float | None) -> Recipe:
-    """The recipe with ``lr`` as its LR (and a cycle trick's peak), the way ``--apply`` writes it."""
-    from trickbag.lr_range.outputs import fill_bounds
+def recipe_at(recipe: Recipe, edits: dict[str, Any], seed: int, epochs: float | None) -> Recipe:
+    """The recipe with the bound edits of one candidate LR (``bound_edits``: ``optimizer.lr`` and the
+    schedule trick's peak), the way ``--apply`` writes them, for one short verification run."""
+    from trickbag.lr_range.bounds import apply_edits
 
     raw = recipe.to_dict()
-    fill_bounds(raw, lr, None)
+    apply_edits(raw, edits)
     raw["training"]["seed"] = seed
     if epochs is not None:
         raw["training"]["epochs"] = epochs
@@ -114,6 +115,7 @@ def verify(
     the factors tried, try one factor of 2 beyond it (``extend`` times at most). ``budget``
     (seconds): no new candidate starts after it."""
     from trickbag.engine.loop import fit
+    from trickbag.lr_range.bounds import recipe_edits
 
     if seeds < 1:
         raise UserError(f"--verify-seeds {seeds}: need at least 1")
@@ -127,13 +129,14 @@ def verify(
     def train(factor: float) -> None:
         candidate = Candidate(recommended * factor, factor)
         candidates.append(candidate)
+        edits, _ = recipe_edits(recipe, candidate.lr)  # the recipe's schedule trick places the LR
         trial = study.ask()
         started = time.perf_counter()
         for k, seed in enumerate(seed_list):
             # successive halving decides on the first seed's epochs; the other seeds then measure
             reporter = _Reporter(trial if k == 0 else None, on_epoch)
             try:
-                summary = fit(recipe_at(recipe, candidate.lr, seed, epochs), None, observers=[reporter])
+                summary = fit(recipe_at(recipe, edits, seed, epochs), None, observers=[reporter])
             except KeyboardInterrupt:
                 if reporter.pruned_at is None:
                     raise  # a real Ctrl-C

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: see trick
 
 def test_listed_by_trickbag_plugins():
     row = plugin_row("one_cycle")
-    assert row["hooks"] == ["trickbag_lr_schedule", "trickbag_momentum_schedule"]
+    assert row["hooks"] == ["trickbag_lr_bounds", "trickbag_lr_schedule", "trickbag_momentum_schedule"]
     assert row["options"]["pct_start"]["default"] == 0.3
 
 
@@ -52,6 +52,20 @@ def test_equals_torch_onecycle_at_every_step(kw):
     for step in range(spe * epochs):
         assert lr_of(step / spe) == pytest.approx(lrs[step], rel=1e-12, abs=1e-15)
         assert mom_of(step / spe) == pytest.approx(moms[step], rel=1e-12)
+
+
+def test_lr_bounds_become_max_lr_and_div_factor():
+    """The range test's (base, max) land in the options that make the cycle run between them."""
+    from trickbag.context import LRBounds
+
+    trick = OneCycle(OneCycleOptions())
+    context = SimpleNamespace(steps_per_epoch=10, total_steps=100)
+    edits = trick.trickbag_lr_bounds(bounds=LRBounds(max_lr=0.4, base_lr=0.01), context=context)
+    assert edits == {"tricks.one_cycle.max_lr": 0.4, "tricks.one_cycle.div_factor": pytest.approx(40.0)}
+    tuned = OneCycle(OneCycleOptions(max_lr=0.4, div_factor=edits["tricks.one_cycle.div_factor"]))
+    lr_of = tuned.trickbag_lr_schedule(base_lr=1.0, context=context)
+    assert lr_of(0.0) == pytest.approx(0.01) and max(lr_of(s / 10) for s in range(100)) == pytest.approx(0.4, rel=1e-3)
+    assert trick.trickbag_lr_bounds(bounds=LRBounds(max_lr=0.4), context=context) == {"tricks.one_cycle.max_lr": 0.4}
 
 
 def test_max_lr_defaults_to_optimizer_lr_and_momentum_can_stay():

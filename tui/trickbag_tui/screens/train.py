@@ -108,8 +108,8 @@ class TrainPanel(Vertical):
             self.query_one("#train-plan", Static).update(Text(str(exc), style="red"))
             return
         t = recipe.training
-        cycle = recipe.tricks.get("one_cycle") if "one_cycle" in recipe.enabled_tricks() else None
-        lr = f"max_lr {cycle.max_lr or recipe.optimizer.lr:.4g}, div_factor {cycle.div_factor:.4g}" if cycle else f"lr {recipe.optimizer.lr:.4g}"
+        # the chosen bounds as the schedule trick took them, else the recipe's own LR
+        lr = self.session.bounds_line() if self.session.max_lr is not None and self.session.bounds_problem() is None else f"lr {recipe.optimizer.lr:.4g}"
         line = Text.assemble(("l launches ", "bold"), f"{what}: {t.epochs:g} epochs, {lr}")
         line.no_wrap, line.overflow = True, "ellipsis"
         self.query_one("#train-plan", Static).update(line)
