@@ -403,3 +403,29 @@ def test_the_sweep_runs_at_the_momentum_that_trains_at_its_peak_lr():
     assert [g["momentum"] for g in run.optimizer.param_groups] == before == [0.9]
     plain = prepare_run(recipe())
     assert sweep(plain, start=1e-4, end=1.0, steps=10).settings["momentum"] is None  # no schedule: the optimizer's own
+
+
+def test_the_sweep_records_what_the_recipe_says_and_shows_the_interval(tmp_path, monkeypatch):
+    """The recipe's side of the recommendation (schedule, length, momentum, batch) is recorded with
+    the sweep, and the benchmark's 0.5-point interval is drawn around the recommendation: in the
+    printed suggestions, in lr_find.json and in lr_find.png."""
+    from rich.console import Console
+    from trickbag.lr_range import suggest as suggest_module
+    from trickbag.lr_range.outputs import read_outputs, write_outputs
+    from trickbag.lr_range.report import print_suggestions
+
+    monkeypatch.setattr(suggest_module, "WITHIN_HALF_POINT", (0.5, 3.0))
+    run = prepare_run(recipe({"one_cycle": {}}))
+    result = sweep(run, start=1e-4, end=10.0, steps=60)
+    facts = result.settings["recipe"]
+    assert facts == {"schedule": "one_cycle", "total_steps": 2 * run.context.steps_per_epoch, "steps_per_epoch": run.context.steps_per_epoch,
+                     "epochs": 2, "momentum": pytest.approx(0.85, abs=1e-3), "optimizer": "sgd", "batch_size": 64}
+    s = result.suggestions
+    assert s.recommended and s.interval == (pytest.approx(s.recommended * 0.5), pytest.approx(s.recommended * 3.0))
+    console = Console(record=True, width=200)
+    print_suggestions(console, result)
+    assert f"likely within 0.5 accuracy points of the best: {s.interval[0]:.3g} to {s.interval[1]:.3g}" in console.export_text()
+    write_outputs(result, tmp_path, run.recipe.to_dict())
+    assert read_outputs(tmp_path).suggestions.interval == s.interval and (tmp_path / "lr_find.png").stat().st_size > 0
+    plain = prepare_run(recipe())
+    assert sweep(plain, start=1e-4, end=10.0, steps=10).settings["recipe"]["schedule"] == "constant"

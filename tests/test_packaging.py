@@ -2,8 +2,11 @@
 real install (CI's plugins, a GPU node) only finds what pyproject.toml lists."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +41,34 @@ def test_engine_does_not_need_textual():
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")):
                 assert "textual" not in line and "trickbag_tui" not in line, f"{path}: {line}"
+
+
+# Third-party packages a type checker need not read to resolve trickbag's own names (torch alone takes
+# mypy about 20 s); skipped, their names become Any, while trickbag's modules are analysed.
+_SKIP = "torch.*,torchvision.*,numpy.*,pydantic.*,rich.*,typer.*,matplotlib.*,sklearn.*,optuna.*,pluggy.*,mlxtend.*,tomlkit.*,filelock.*,tomli_w.*"
+
+
+def test_a_type_checker_resolves_the_engine_from_the_checkout(tmp_path):
+    """The engine is a plain source folder: its editable install puts core/ on sys.path (no
+    import-hook finder), so mypy, pyright and editors resolve `trickbag.*` to the files in core/.
+    Under the old mapping (`package-dir = {"trickbag" = "core/trickbag", ...}`) setuptools installs
+    an import hook instead and mypy reports 'Cannot find implementation or library stub'."""
+    pytest.importorskip("mypy")
+    config = tmp_path / "mypy.ini"
+    config.write_text(f"[mypy]\nfollow_imports = silent\nincremental = False\n[mypy-{_SKIP}]\nfollow_imports = skip\n")
+    probe = "from trickbag.engine.plan import steps_in_epoch; reveal_type(steps_in_epoch)"
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "-c", probe],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "def (epochs: float, epoch: int, steps_per_epoch: int) -> int" in done.stdout
+
+
+def test_bundled_recipes_ship_from_the_top_level_folder():
+    """recipes/ is where readers look; core/trickbag/recipes must point at it so the wheel ships them."""
+    link = ROOT / "core" / "trickbag" / "recipes"
+    assert link.resolve() == (ROOT / "recipes").resolve()
+    from trickbag.services import bundled_recipes
+
+    assert {p.name for p in bundled_recipes().values()} == {p.name for p in (ROOT / "recipes").glob("*.toml")}

@@ -37,7 +37,8 @@ class SweepSettings:
 
 @dataclass
 class Preview:
-    """LR and momentum over the whole run, sampled at optimizer steps (as the loop evaluates them)."""
+    """LR, momentum, batch size and noise scale over the whole run, sampled at optimizer steps (as the
+    loop evaluates them): ``trickbag.engine.timeline``, as ``trickbag schedule`` shows it."""
 
     progress: list[float]  # epochs (float) at the sampled steps
     lr: list[float]
@@ -47,6 +48,9 @@ class Preview:
     steps_per_epoch: int  # at the recipe's batch size
     epochs: float
     notes: list[str] = field(default_factory=list)  # how the bounds were applied
+    batch_size: list[int] = field(default_factory=list)  # global batch at the sampled steps
+    noise: list[float] = field(default_factory=list)  # g = lr (N/B - 1) at the sampled steps
+    train_size: int = 0  # N
 
 
 def shown_path(path: Path) -> str:
@@ -250,7 +254,7 @@ class Session:
 
         Cheap (no data, no model): the prepared run lends its data size and context; a fresh plugin
         manager builds the tricks from the bounded recipe and answers the schedule hooks."""
-        from trickbag.engine.plan import plan_run
+        from trickbag.engine.timeline import timeline
         from trickbag.plugins import load_plugins, run_manager
 
         run = self.run
@@ -258,24 +262,11 @@ class Session:
         recipe = self.bounded_recipe()
         pm, _ = run_manager(recipe.tricks, load_plugins())
         context = dataclasses.replace(run.context, recipe=recipe)
-        lr_of = pm.hook.trickbag_lr_schedule(base_lr=recipe.optimizer.lr, context=context)
-        momentum_of = None
-        if self.base_momentum is not None:
-            momentum_of = pm.hook.trickbag_momentum_schedule(base_momentum=self.base_momentum, context=context)
-
         # every epoch at the batch size the tricks give it, steps as the loop counts them
-        plan = plan_run(pm.hook, context, run.train.num_batches)
-        epochs, sizes, total = recipe.training.epochs, plan.batch_size_changes(), plan.total_steps
-        progress = plan.progress_points(points)
-        lr = [lr_of(p) for p in progress]
-        if momentum_of is not None:
-            momentum = [momentum_of(p) for p in progress]
-        elif self.base_momentum is not None:
-            momentum = [self.base_momentum] * len(progress)
-        else:
-            momentum = None
+        t = timeline(pm, context, run.train.num_batches, run.train.info.train_size, self.base_momentum, points)
         notes = []
         if self.max_lr is not None and recipe is not self.recipe:
             notes.extend(self.bound_edits()[1])
             notes.append(self.bounds_line())
-        return Preview(progress, lr, momentum, sizes, total, run.context.steps_per_epoch, epochs, notes)
+        return Preview(t.progress, t.lr, t.momentum, t.batch_size_changes, t.total_steps, t.steps_per_epoch, t.epochs, notes,
+                       t.batch_size, t.noise, t.train_size)

@@ -5,7 +5,8 @@ input (recipe, option, path, checkpoint: one line naming the culprit, never a tr
 ``lr-find --apply`` found nothing to apply; 130 interrupted (Ctrl-C), finished work kept.
 
 The commands live by subject: ``train.py`` (run, tui), ``lr.py`` (lr-find), ``info.py``
-(check, plugins, recipes, momentum, version).
+(check, plugins, recipes, momentum, version),
+``schedule.py`` (schedule).
 """
 from __future__ import annotations
 
@@ -65,9 +66,9 @@ def main_options(
 
 
 def _register() -> None:
-    from trickbag.cli import info, lr, train
+    from trickbag.cli import info, lr, schedule, train
 
-    for command in (train.run, lr.lr_find_command, info.momentum, train.tui, info.check, info.plugins, info.recipes, info.version):
+    for command in (train.run, lr.lr_find_command, info.momentum, schedule.schedule, train.tui, info.check, info.plugins, info.recipes, info.version):
         name = "lr-find" if command is lr.lr_find_command else command.__name__
         app.command(name)(guarded(command))
 

@@ -67,6 +67,10 @@ class RunPlan:
         picks = sorted({round(i * (total - 1) / max(n - 1, 1)) for i in range(n)})
         return [self.progress_at(k) for k in picks]
 
+    def epoch_of(self, k: int) -> int:
+        """The epoch (0-based) that global step ``k`` belongs to."""
+        return bisect.bisect_right(self._starts(), k) - 1
+
     def batch_size_changes(self) -> list[tuple[int, int]]:
         """(epoch, batch size) where the batch size takes a new value, starting at epoch 0."""
         out: list[tuple[int, int]] = []

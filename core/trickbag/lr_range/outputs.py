@@ -64,6 +64,9 @@ def plot(result: LRFindResult, path: Path) -> None:
         ax.plot([rule.lr], [y], next(markers, "o"), markersize=7, label=f"{name} {rule.lr:.2g}")
     if s.recommended:
         ax.axvline(s.recommended, color="C3", linewidth=2, label=f"recommended {s.recommended:.3g}")
+        if s.interval:  # where the benchmark found LRs within 0.5 points of the best, around such a recommendation
+            ax.axvspan(*s.interval, color="C3", alpha=0.10, hatch="//", fill=False, linewidth=0,
+                       label=f"likely within 0.5 pt: {s.interval[0]:.2g} - {s.interval[1]:.2g}")
     finite = [v for v in result.smoothed if v == v and abs(v) != float("inf")]
     if finite:
         low, first = min(finite), finite[0]

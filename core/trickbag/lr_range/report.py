@@ -44,5 +44,9 @@ def print_suggestions(console: Console, result: LRFindResult) -> None:
         console.print(f"bounds: base_lr {s.base_lr:.3g}, max_lr {s.max_lr:.3g}")
     if s.recommended:
         console.print(Text.assemble((f"recommended: {s.recommended:.3g}", "bold"), f"  ({s.reason})"))
+        if s.interval:
+            lo, hi = s.interval
+            console.print(f"likely within 0.5 accuracy points of the best: {lo:.3g} to {hi:.3g} "
+                          "(what benchmarks/lr_suggestion.py measured around such recommendations; --verify checks it on yours)")
     else:
         console.print(Text(s.reason))  # "no recommendation: <why>"

@@ -532,15 +532,24 @@ def suggest(
 # ---------------------------------------------------------------------------------------------
 # what the recipe adds (lr_range/facts.py), learnt on the benchmark's tuning half
 
+#: factor on the curve's recommendation per schedule kind (the trick deciding the LR schedule, or
+#: "constant"): a kind not listed keeps the curve's value. Learnt on the tuning half of
+#: benchmarks/lr_suggestion.py (``learn``): the factor that puts the most recommendations within
+#: 0.5 accuracy points of the best (docs/lr-finder.md, "What the recipe adds").
+SCHEDULE_FACTOR: dict[str, float] = {"constant": 0.21}
+
 #: where the LRs within 0.5 accuracy points of the best lie, as factors of the recommendation: the
 #: medians, over the tuning half of benchmarks/lr_suggestion.py, of the edges of each workload's
 #: 0.5-point window divided by the recommendation (docs/lr-finder.md, "How sure")
-WITHIN_HALF_POINT: tuple[float, float] | None = None
+WITHIN_HALF_POINT: tuple[float, float] | None = (0.44, 1.95)
 
 
 def recipe_factor(facts) -> tuple[float, str]:
     """The factor the recipe's facts call for on top of the curve's recommendation, and why."""
-    return 1.0, ""
+    factor = SCHEDULE_FACTOR.get(facts.schedule, 1.0)
+    if factor == 1.0:
+        return 1.0, ""
+    return factor, f"a {facts.schedule} schedule trains best at a lower LR than the curve's"
 
 
 def adjust_for_recipe(s: Suggestions, facts) -> Suggestions:

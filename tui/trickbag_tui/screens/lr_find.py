@@ -288,6 +288,7 @@ class LRFindPanel(Vertical):
         curve = self.curve
         curve.set_bounds(session.base_lr, session.max_lr)
         at = curve.nearest(s.recommended) if s.recommended else None
+        curve.interval = s.interval if s.recommended else None
         curve.finish(result.lrs, result.losses, result.smoothed, suggested, at if at is not None else (len(result.lrs) - 1 if result.lrs else None))
         self.update_status()
         self.refresh_bindings()
@@ -371,7 +372,9 @@ class LRFindPanel(Vertical):
             s = result.suggestions
             lines.append(Text.assemble(("suggested ", "bold"), ("▲ ", SUGGESTED), f"base {fmt(s.base_lr)}  max {fmt(s.max_lr)}  ",
                                        ("★ ", RECOMMENDED), f"recommended {fmt(s.recommended)}"))
-            lines.append(Text(s.reason, style="dim"))
+            # the bar under the curve: where the benchmark found LRs within 0.5 points of the best
+            interval = (("━ ", RECOMMENDED), f"likely within 0.5 pt: {fmt(s.interval[0])}–{fmt(s.interval[1])}   ") if s.interval else ()
+            lines.append(Text.assemble(*interval, (s.reason, "dim")))
         v = session.verification
         if v is not None and self.state == "done":
             w = v.winner

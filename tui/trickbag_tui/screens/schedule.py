@@ -1,17 +1,18 @@
-"""Tab 2, the schedule preview: LR and momentum over the whole run as the recipe's tricks define
-them (one-cycle, warmup, batch-size milestones...), with the chosen bounds; redrawn when they change."""
+"""Tab 2, the schedule preview: LR, momentum, batch size and the noise scale g = lr (N/B - 1) over
+the whole run as the recipe's tricks define them (one-cycle, warmup, batch-size milestones...), with
+the chosen bounds; redrawn when they change. The same curves as ``trickbag schedule``."""
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 from trickbag.errors import PluginError, UserError
 
 from trickbag_tui.session import Preview, Session
 from trickbag_tui.widgets.plots import LineData, LinePlot, Series, fmt
 
-LR_COLOR, MOMENTUM_COLOR, MILESTONE_COLOR = "cyan", "magenta", "yellow"
+LR_COLOR, MOMENTUM_COLOR, MILESTONE_COLOR, BATCH_COLOR, NOISE_COLOR = "cyan", "magenta", "yellow", "green", "orange"
 
 
 def _span(values: list[float]) -> tuple[float, float]:
@@ -32,8 +33,12 @@ class SchedulePanel(Vertical):
         self.preview: Preview | None = None
 
     def compose(self) -> ComposeResult:
-        yield LinePlot("waiting for the prepared run...", id="schedule-lr")
-        yield LinePlot("", id="schedule-momentum")
+        with Horizontal(classes="schedule-row"):
+            yield LinePlot("waiting for the prepared run...", id="schedule-lr")
+            yield LinePlot("", id="schedule-momentum")
+        with Horizontal(classes="schedule-row"):
+            yield LinePlot("", id="schedule-batch")
+            yield LinePlot("", id="schedule-noise")
         yield Static(id="schedule-info")
 
     def on_mount(self) -> None:
@@ -58,7 +63,7 @@ class SchedulePanel(Vertical):
         xlim = (0.0, float(p.epochs))
         self.query_one("#schedule-lr", LinePlot).show(LineData(
             [Series("lr", p.progress, p.lr, LR_COLOR)], xlim=xlim, ylim=_span(p.lr), vlines=marks, legend=False,
-            title="learning rate: " + ("; ".join(p.notes) if p.notes else "the recipe as written (no bounds chosen)"),
+            title="learning rate",
         ))
         momentum = self.query_one("#schedule-momentum", LinePlot)
         if p.momentum is None:
@@ -67,12 +72,21 @@ class SchedulePanel(Vertical):
         else:
             momentum.show(LineData(
                 [Series("momentum", p.progress, p.momentum, MOMENTUM_COLOR)], xlim=xlim, ylim=_span(p.momentum), vlines=marks,
-                title="momentum", xlabel="epochs", legend=False,
+                title="momentum", legend=False,
             ))
+        sizes = [float(b) for b in p.batch_size]
+        self.query_one("#schedule-batch", LinePlot).show(LineData(
+            [Series("batch", p.progress, sizes, BATCH_COLOR)], xlim=xlim, ylim=(0.0, max(sizes) * 1.15), vlines=marks,
+            title="global batch size", xlabel="epochs", legend=False,
+        ))
+        self.query_one("#schedule-noise", LinePlot).show(LineData(
+            [Series("g", p.progress, p.noise, NOISE_COLOR)], xlim=xlim, ylim=_span(p.noise), vlines=marks,
+            title=f"noise g = lr(N/B-1), N={p.train_size}", xlabel="epochs", legend=False,
+        ))
         info.update(self.describe(p))
 
     def describe(self, p: Preview) -> Text:
-        """Two lines: the LR's start, peak and end and momentum's range; steps and batch sizes."""
+        """Three lines: the LR's start, peak and end and momentum's range; steps and batch sizes; how the bounds were applied."""
         peak = max(range(len(p.lr)), key=p.lr.__getitem__)
         first = Text.assemble(
             ("lr ", LR_COLOR), f"{fmt(p.lr[0])} -> {fmt(p.lr[peak])} (epoch {p.progress[peak]:.2f}) -> {fmt(p.lr[-1])}",
@@ -82,4 +96,5 @@ class SchedulePanel(Vertical):
         if len(p.batch_sizes) > 1:  # in the colour of the milestone lines
             sizes = ", ".join(f"{size} from epoch {epoch}" if epoch else str(size) for epoch, size in p.batch_sizes)
             second.append(f"; batch {sizes}", style=MILESTONE_COLOR)
-        return Text.assemble(first, "\n", second)
+        third = Text("; ".join(p.notes) if p.notes else "the recipe as written (no bounds chosen)", style="dim italic")
+        return Text.assemble(first, "\n", second, "\n", third)

@@ -35,6 +35,8 @@ class LRCurve(Plot):
         self.smoothed: list[float] = []
         self.span = (1e-7, 10.0)  # the sweep's start and end: the x axis is fixed while it draws
         self.suggested: dict[str, float] = {}  # "base", "max", "recommended" -> lr
+        # LRs likely within 0.5 accuracy points of the best (Suggestions.interval): a bar along the bottom
+        self.interval: tuple[float, float] | None = None
         self.base_lr: float | None = None
         self.max_lr: float | None = None
         self.view: tuple[float, float] | None = None  # a zoomed x range (LRs), None: the sweep's span
@@ -43,7 +45,7 @@ class LRCurve(Plot):
     # -- data --------------------------------------------------------------------------------
 
     def start(self, start: float, end: float) -> None:
-        self.lrs, self.losses, self.smoothed, self.suggested = [], [], [], {}
+        self.lrs, self.losses, self.smoothed, self.suggested, self.interval = [], [], [], {}, None
         self.span, self.view, self.verified = (start, end), None, None
         self.empty = "range test starting (the first one prepares the run: data, model)..."
         self.set_reactive(LRCurve.cursor, None)
@@ -145,6 +147,9 @@ class LRCurve(Plot):
                 y = [min(max(v, y_range[0]), y_range[1]) for v in y]
             if x:
                 plt.plot(x, y, color=SMOOTH, marker=MARKER)
+            if self.interval and y_range:
+                a, b = (min(max(math.log10(v), lo), hi) for v in self.interval)
+                plt.plot([a, b], [y_range[0], y_range[0]], color=RECOMMENDED, marker="━")
             # drawn in this order so that the later ones stay visible on top: bounds, cursor, then
             # the suggestions (the recommendation's star is never hidden under the cursor)
             for value, color in ((self.base_lr, BASE), (self.max_lr, MAX)):
