@@ -28,6 +28,7 @@ OUT = Path(__file__).parent / "results"
 
 # name: (group, recipe, overrides, baseline arm). Overrides are `trickbag run --set` strings.
 PLAIN = "quickstart-plain"
+DIGITS = ["data.name=\"digits\"", "data.val_size=297"]
 ARMS: dict[str, tuple[str, str, list[str], str | None]] = {
     "constant": ("schedule", PLAIN, [], None),
     "cosine": ("schedule", PLAIN, ["tricks.cosine.enabled=true"], "constant"),
@@ -52,11 +53,59 @@ ARMS: dict[str, tuple[str, str, list[str], str | None]] = {
                               "tricks.decoupled_weight_decay.enabled=true"], "sgd"),
     "orthogonality": ("decay", PLAIN, ["tricks.orthogonality.enabled=true"], "constant"),
     "orthogonality-decoupled": ("decay", PLAIN, ["tricks.orthogonality.mode=\"decoupled\""], "constant"),
+    # weights used for evaluation (6 epochs, against the constant-LR arm)
+    "ema": ("average", PLAIN, ["tricks.ema.decay=0.95", "tricks.ema.warmup=true"], "constant"),
+    "swa": ("average", PLAIN, ["tricks.swa.start_epoch=3", "tricks.swa.unit=\"step\"", "tricks.swa.every=5"], "constant"),
+    # data and loss (6 epochs, against the constant-LR arm)
+    "cutout": ("augment", PLAIN, ["tricks.cutout.size=8"], "constant"),
+    "cutmix": ("augment", PLAIN, ["tricks.cutmix.alpha=1.0", "tricks.cutmix.prob=0.5"], "constant"),
+    # distillation: a small CNN (width 8) taught by a ResNet-20 (TEACHER, trained once, cosine, 6 epochs)
+    "kd-student": ("distill", PLAIN, ["model.width=8"], None),
+    "kd": ("distill", PLAIN, ["model.width=8", "tricks.distillation.teacher=TEACHER"], "kd-student"),
+    # architecture and initialisation (3 epochs: the ResNets are 3-6x slower than the small CNN)
+    "resnet20": ("model", PLAIN, ["model.name=\"resnet20\""], None),
+    "resnet20+zero_gamma": ("model", PLAIN, ["model.name=\"resnet20\"", "tricks.zero_gamma.enabled=true"], "resnet20"),
+    "resnet18": ("model", PLAIN, ["model.name=\"resnet18\""], None),
+    "resnet18-D": ("model", PLAIN, ["model.name=\"resnet18\"", "tricks.resnet_tweaks.variant=\"D\""], "resnet18"),
+    "fixup_resnet20": ("model", PLAIN, ["model.name=\"fixup_resnet20\"", "tricks.fixup.enabled=true"], "resnet20"),
+    # shake-shake 26 2x32d on the 1,797 digits (an epoch on mnist5k takes 2 minutes): even/even is
+    # the paper's unshaken two-branch baseline
+    "shake-even": ("shake", PLAIN, [*DIGITS, "model.name=\"shake_shake26_2x32d\"", "tricks.shake_shake.forward=\"even\"",
+                                    "tricks.shake_shake.backward=\"even\""], None),
+    "shake-shake": ("shake", PLAIN, [*DIGITS, "model.name=\"shake_shake26_2x32d\"", "tricks.shake_shake.enabled=true"], "shake-even"),
     # the talk's equivalence: LR /5 at two milestones vs the batch x5 there instead (15 epochs, batch 16)
     "noise-step-decay": ("noise", "noise-step-decay", [], None),
     "noise-batch-growth": ("noise", "noise-batch-growth", [], "noise-step-decay"),
 }
 FULL_LENGTH = {"noise"}  # these groups keep their recipe's own run length
+GROUP_EPOCHS = {"model": 3.0, "shake": 15.0}  # these groups run this many epochs instead of --epochs
+TEACHER = OUT / "teachers" / "resnet20-mnist5k"
+TEACHER_SETS = ["model.name=\"resnet20\"", "tricks.cosine.enabled=true", "training.epochs=6", "training.seed=0"]
+
+
+def ensure_teacher() -> None:
+    """Train the distillation teacher once (about 3 CPU-minutes): val acc is printed."""
+    if (TEACHER / "checkpoint.pt").exists():
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    from trickbag.engine.loop import fit
+    from trickbag.recipe import load_recipe
+    from trickbag.services import bundled_recipes
+
+    summary = fit(load_recipe(bundled_recipes()[PLAIN], TEACHER_SETS), TEACHER)
+    print(f"teacher {TEACHER}: final val acc {100 * summary['final_val_acc']:.2f}%", file=sys.stderr, flush=True)
+
+
+def _sets(name: str, seed: int | None, epochs: float) -> list[str]:
+    group, _, overrides, _ = ARMS[name]
+    sets = [o.replace("TEACHER", json.dumps(str(TEACHER.resolve()))) for o in overrides]
+    if seed is not None:
+        sets.append(f"training.seed={seed}")
+    if group not in FULL_LENGTH:
+        sets.append(f"training.epochs={GROUP_EPOCHS.get(group, epochs)}")
+    return sets
 
 
 def train(key: tuple[str, int, float]) -> dict:
@@ -70,26 +119,114 @@ def train(key: tuple[str, int, float]) -> dict:
 
     name, seed, epochs = key
     group, recipe_name, overrides, _ = ARMS[name]
-    sets = [*overrides, f"training.seed={seed}"]
-    if group not in FULL_LENGTH:
-        sets.append(f"training.epochs={epochs}")
-    recipe = load_recipe(bundled_recipes()[recipe_name], sets)
+    recipe = load_recipe(bundled_recipes()[recipe_name], _sets(name, seed, epochs))
     started = time.perf_counter()
     summary = fit(recipe, None, observers=())
     return {"arm": name, "seed": seed, "epochs": recipe.training.epochs, "overrides": overrides, "recipe": recipe_name,
             "final_val_acc": summary["final_val_acc"], "best_val_acc": summary["best_val_acc"],
-            "steps": sum(r.get("steps", 0) for r in summary["history"]), "seconds": round(time.perf_counter() - started, 1)}
+            "steps": summary["history"][-1]["steps"], "seconds": round(time.perf_counter() - started, 1)}
+
+
+# the arms whose measurement each plugin's README reports (section "Measured effect")
+PLUGIN_ARMS = {
+    "cosine": ["cosine"], "sgdr": ["sgdr"], "cyclical_lr": ["cyclical_lr"], "step_decay": ["step_decay"],
+    "warmup": ["warmup", "cosine+warmup", "b512+linear_scaling+warmup"],
+    "linear_scaling": ["b512+linear_scaling", "b512+linear_scaling+warmup"],
+    "batch_size_schedule": ["noise-batch-growth"],
+    "decoupled_weight_decay": ["adamw", "sgdw"], "orthogonality": ["orthogonality", "orthogonality-decoupled"],
+    "ema": ["ema"], "swa": ["swa"], "cutout": ["cutout"], "cutmix": ["cutmix"], "distillation": ["kd"],
+    "zero_gamma": ["resnet20+zero_gamma"], "resnet_tweaks": ["resnet18-D"], "fixup": ["fixup_resnet20"],
+    "shake_shake": ["shake-shake"],
+}
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+
+
+def paired(runs: dict[int, dict], base: dict[int, dict]) -> tuple[float, float, int] | None:
+    """Mean and 95% CI half-width (Student's t) of the seed-paired differences, in points."""
+    from scipy import stats
+
+    diffs = [100 * (runs[k]["final_val_acc"] - base[k]["final_val_acc"]) for k in runs if k in base]
+    if len(diffs) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return statistics.mean(diffs), half, len(diffs)
+
+
+def readme_section(rows: list[dict], arms: list[str]) -> str | None:
+    """The "Measured effect" section of a plugin's README, from the recorded runs."""
+    by: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by.setdefault(r["arm"], {})[r["seed"]] = r
+    lines, settings, needed = [], [], []
+    for arm in arms:
+        group, recipe, overrides, base = ARMS[arm]
+        if arm not in by or not base or base not in by:
+            continue
+        d = paired(by[arm], by[base])
+        if d is None:
+            continue
+        mean, half, n = d
+        verdict = "an effect" if abs(mean) > half else "no effect shown at this scale"
+        acc = lambda name: " / ".join(f"{100 * by[name][k]['final_val_acc']:.1f}" for k in sorted(by[name]))  # noqa: E731
+        epochs = next(iter(by[arm].values()))["epochs"]
+        lines.append(f"| `{arm}` vs `{base}` | {acc(arm)} | {acc(base)} | {mean:+.2f} ± {half:.2f} | {verdict} |")
+        for name in (arm, base):
+            if name not in needed:
+                needed.append(name)
+                sets = " ".join(f"--set {o}" for o in ARMS[name][2]) or "(as written)"
+                settings.append(f"* `{name}`: `{ARMS[name][1]}` {sets}, {next(iter(by[name].values()))['epochs']:g} epochs")
+    if not lines:
+        return None
+    return ("## Measured effect\n\n"
+            "Final validation accuracy (%), per seed (0 / 1 / 2), and the seed-paired difference with its 95% confidence "
+            "interval (Student's t); \"no effect shown\" when the interval contains 0. Measured on this project's 2-core CPU "
+            "with `python benchmarks/trick_effects.py --arms " + " ".join(needed) + "` (all arms: "
+            "[benchmarks/results/trick_effects.md](../../benchmarks/results/trick_effects.md)).\n\n"
+            "| arms | trick, % | baseline, % | Δ points (95% CI) | verdict |\n|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+            + "\n".join(settings) + "\n")
+
+
+def write_readmes(rows: list[dict]) -> list[str]:
+    """Replace (or add, before "Install:") each plugin README's "Measured effect" section."""
+    import re
+
+    written = []
+    for plugin, arms in PLUGIN_ARMS.items():
+        section = readme_section(rows, arms)
+        path = PLUGINS / plugin / "README.md"
+        if section is None or not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+        found = re.search(r"^## Measured effect\n.*?(?=^## |^Install:|\Z)", text, flags=re.S | re.M)
+        if found:
+            text = text[:found.start()] + section + "\n" + text[found.end():]
+        else:
+            at = text.find("\nInstall:")
+            text = text + "\n" + section if at < 0 else text[:at + 1] + section + "\n" + text[at + 1:]
+        path.write_text(text, encoding="utf-8")
+        written.append(plugin)
+    return written
 
 
 def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def _steps(name: str, epochs: float) -> int:
+    """Optimizer steps of an arm's run, from its recipe (no training): rows written before this
+    benchmark recorded them correctly summed the per-epoch running totals."""
+    from trickbag.engine.timeline import recipe_timeline
+    from trickbag.recipe import load_recipe
+    from trickbag.services import bundled_recipes
+
+    return recipe_timeline(load_recipe(bundled_recipes()[ARMS[name][1]], _sets(name, None, epochs)), points=10).total_steps
+
+
 def report(rows: list[dict]) -> str:
     by: dict[str, dict[int, dict]] = {}
     for r in rows:
         by.setdefault(r["arm"], {})[r["seed"]] = r
-    lines = ["| group | arm | vs | final val acc, % (mean ± sd) | Δ vs baseline, points (paired mean ± sd) | seeds | steps | s/run |",
+    lines = ["| group | arm | vs | final val acc, % (mean ± sd) | per seed | Δ vs baseline, points (paired mean, 95% CI) | steps | s/run |",
              "|---|---|---|---|---|---|---|---|"]
     for name, (group, _, overrides, base) in ARMS.items():
         runs = by.get(name)
@@ -98,14 +235,13 @@ def report(rows: list[dict]) -> str:
         acc = [100 * r["final_val_acc"] for r in runs.values()]
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
         delta = "—"
-        if base and by.get(base):
-            pairs = [100 * (runs[s]["final_val_acc"] - by[base][s]["final_val_acc"]) for s in runs if s in by[base]]
-            if pairs:
-                dsd = statistics.stdev(pairs) if len(pairs) > 1 else float("nan")
-                delta = f"{statistics.mean(pairs):+.2f} ± {dsd:.2f}"
-        one = next(iter(runs.values()))
-        lines.append(f"| {group} | {name} | {base or '—'} | {statistics.mean(acc):.2f} ± {sd:.2f} | {delta} | {len(acc)} | "
-                     f"{one['steps']} | {statistics.mean(r['seconds'] for r in runs.values()):.0f} |")
+        d = paired(runs, by[base]) if base and by.get(base) else None
+        if d is not None:
+            delta = f"{d[0]:+.2f} ± {d[1]:.2f}"
+        steps = _steps(name, next(iter(runs.values()))["epochs"])
+        seeds = " / ".join(f"{100 * runs[k]['final_val_acc']:.1f}" for k in sorted(runs))
+        lines.append(f"| {group} | {name} | {base or '—'} | {statistics.mean(acc):.2f} ± {sd:.2f} | {seeds} | {delta} | "
+                     f"{steps} | {statistics.mean(r['seconds'] for r in runs.values()):.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -117,12 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT / "trick_effects.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the table from the runs already recorded")
+    ap.add_argument("--readmes", action="store_true", help="also write each plugin README's 'Measured effect' section")
     a = ap.parse_args(argv)
     wanted = [n for n, (g, *_rest) in ARMS.items() if not a.arms or n in a.arms or g in a.arms]
+    if a.arms:  # in the order asked: the first arms asked are the first measured
+        wanted.sort(key=lambda n: min(i for i, x in enumerate(a.arms) if x in (n, ARMS[n][0])))
     done = {(r["arm"], r["seed"]) for r in load(a.out)}
     todo = [(n, s, a.epochs) for n in wanted for s in range(a.seeds) if (n, s) not in done]
     if not a.report and todo:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if any(ARMS[n][0] == "distill" for n, *_ in todo):
+            ensure_teacher()
         a.out.parent.mkdir(parents=True, exist_ok=True)
         with ProcessPoolExecutor(a.jobs) as pool:
             for i, row in enumerate(pool.map(train, todo), 1):
@@ -133,9 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     table = report(load(a.out))
     a.out.with_suffix(".md").write_text(
         f"# What each trick buys (`python benchmarks/trick_effects.py`)\n\n{table}\n"
-        "Final validation accuracy on 1,000 held-out MNIST digits; Δ is per seed against the baseline arm "
-        "with the same seed. 2-core CPU, torch 2.14.1, one thread per run.\n")
+        "Final validation accuracy on the held-out digits (1,000 of mnist5k; 297 of digits for shake-shake); Δ: the "
+        "mean of the per-seed differences to the baseline arm with the same seed, ± the 95% confidence half-width (Student's t). "
+        "Epochs: 6, except the `model` group (3), `shake` (15) and `noise` (15, the recipes' own). 2-core CPU, torch 2.14.1, "
+        "one thread per run; s/run measured while other runs shared the machine.\n")
     print(table)
+    if a.readmes:
+        print("README sections written:", ", ".join(write_readmes(load(a.out))) or "none")
     return 0
 
 

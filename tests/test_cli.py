@@ -68,8 +68,8 @@ def test_unknown_trick_option_suggests(tmp_path):
 
 
 def test_trick_not_installed_names_the_package(tmp_path):
-    path = write(tmp_path, "[tricks.shake_shake]\n")
-    one_line_error(runner.invoke(app, ["check", path]), "trick 'shake_shake' is not installed", "pip install trickbag-shake-shake")
+    path = write(tmp_path, "[tricks.stochastic_depth]\n")
+    one_line_error(runner.invoke(app, ["check", path]), "trick 'stochastic_depth' is not installed", "pip install trickbag-stochastic-depth")
 
 
 def test_bad_set_option():

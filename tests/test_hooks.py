@@ -368,6 +368,101 @@ def test_hook_eval_end():
     assert seen[-1]["val_acc"] == out["history"][-1]["val_acc"] > 0.5
 
 
+def test_hook_eval_model(tmp_path):
+    """The module trickbag_eval_model answers is what validation scores, what best.pt holds and what
+    checkpoint.pt keeps as eval_model (load_model's answer), while checkpoint.pt's model stays the
+    training weights --resume continues; None evaluates the training model."""
+    import copy
+
+    from trickbag.data import load_data
+    from trickbag.engine.evaluate import evaluate
+    from trickbag.runs.checkpoint import load_checkpoint
+    from trickbag.runs.model import load_model
+
+    class Frozen:  # an average that never moves: the initial weights
+        def __init__(self):
+            self.asked = []
+
+        @hookimpl
+        def trickbag_fit_start(self, context):
+            self.training_model = context.model
+            self.frozen = copy.deepcopy(context.model)
+
+        @hookimpl
+        def trickbag_eval_model(self, model, state):
+            assert model is self.training_model
+            self.asked.append(state.epoch)
+            return self.frozen
+
+    class Nothing:
+        @hookimpl
+        def trickbag_eval_model(self, model, state):
+            return None
+
+    frozen = Frozen()
+    out = fit(recipe(training={"epochs": 2}), tmp_path / "run", observers=[frozen])
+    plain = run(training={"epochs": 2})
+    assert frozen.asked == [0, 1]  # once per epoch, after its steps
+    _, val = load_data(recipe().data, torch.device("cpu"))
+    initial = evaluate(frozen.frozen, val, 1000, None, torch.device("cpu"))
+    assert [h["val_acc"] for h in out["history"]] == [initial["val_acc"]] * 2  # scored: the frozen copy
+    assert [h["train_loss"] for h in out["history"]] == [h["train_loss"] for h in plain["history"]]  # trained as usual
+    assert plain["history"][-1]["val_acc"] > initial["val_acc"] + 0.3  # and the trained model would score far better
+    saved, best = load_checkpoint(tmp_path / "run" / "checkpoint.pt"), torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    want = frozen.frozen.state_dict()
+    for key, value in want.items():
+        assert torch.equal(best["model"][key], value) and torch.equal(saved["eval_model"][key], value), key
+        assert not torch.equal(saved["model"][key], value), key  # the training weights, for --resume
+    loaded = load_model(tmp_path / "run")
+    assert all(torch.equal(v, want[k]) for k, v in loaded.model.state_dict().items())
+    trained = load_model(tmp_path / "run", weights="trained")
+    assert all(torch.equal(v, saved["model"][k]) for k, v in trained.model.state_dict().items())
+    # None: the training model is scored, exactly as without the hook; checkpoint.pt has no eval_model
+    nothing = fit(recipe(training={"epochs": 2}), tmp_path / "none", observers=[Nothing()])
+    assert nothing["history"] == [{**h, "seconds": n["seconds"]} for h, n in zip(plain["history"], nothing["history"])]
+    assert "eval_model" not in load_checkpoint(tmp_path / "none" / "checkpoint.pt")
+
+
+def test_eval_model_answers_are_checked_and_rivals_refused():
+    class Wrapped:  # an AveragedModel itself: its state_dict has module.* keys, which best.pt cannot hold
+        @hookimpl
+        def trickbag_fit_start(self, context):
+            self.average = torch.optim.swa_utils.AveragedModel(context.model)
+
+        @hookimpl
+        def trickbag_eval_model(self, model, state):
+            return self.average
+
+    class NotAModule:
+        @hookimpl
+        def trickbag_eval_model(self, model, state):
+            return model.state_dict()
+
+    with pytest.raises(PluginError, match=r"trickbag_eval_model returned a module whose state_dict does not match the model's "
+                                          r"\(first differing key: [a-z0-9._]+\); return a copy of the model, not a wrapper"):
+        run(Wrapped())
+    with pytest.raises(PluginError, match="trickbag_eval_model returned a OrderedDict, not a torch module"):
+        run(NotAModule())
+
+    class Options(TrickOptions):
+        pass
+
+    class Average:
+        def __init__(self, options):
+            pass
+
+        @hookimpl
+        def trickbag_eval_model(self, model, state):
+            return None
+
+    module = types.ModuleType("trickbag_averages")
+    module.trickbag_declare_tricks = hookimpl(lambda: [TrickSpec(n, Options, Average, n) for n in ("avg_a", "avg_b")])
+    catalog = Catalog().load(extra_modules=[module])
+    r = build_recipe({**BASE, "tricks": {"avg_b": {}, "avg_a": {}}}, catalog=catalog)
+    with pytest.raises(UserError, match="tricks avg_a and avg_b both decide trickbag_eval_model; enable only one of them"):
+        prepare_run(r, catalog=catalog)
+
+
 def test_hook_epoch_end():
     rows = []
 

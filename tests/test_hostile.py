@@ -166,7 +166,7 @@ case("model too big", "model 'mlp' cannot be built")(check(DIGITS.replace("width
 case("airbench on 8x8", "airbench94 needs images of at least 16x16")(check(DIGITS.replace('"mlp"\nwidth = 8', '"airbench94"')))
 case("unknown optimizer", "optimizer.name 'adamm'", "did you mean 'adam'")(check(recipe("optimizer", 'name = "adamm"')))
 case("cuda on a CPU machine", "CUDA is not available")(check(recipe("training", 'device = "cuda"')))
-case("trick not installed", "trick 'shake_shake' is not installed", "pip install trickbag-shake-shake")(check(DIGITS + "[tricks.shake_shake]\n"))
+case("trick not installed", "trick 'stochastic_depth' is not installed", "pip install trickbag-stochastic-depth")(check(DIGITS + "[tricks.stochastic_depth]\n"))
 case("trick misspelt", "trick 'mixpu' is not installed", "did you mean 'mixup'")(check(DIGITS + "[tricks.mixpu]\n"))
 case("trick option unknown", "unknown key 'tricks.mixup.alhpa'", "did you mean 'alpha'")(check(DIGITS + "[tricks.mixup]\nalhpa = 0.2\n"))
 case("trick option range", "tricks.mixup.alpha")(check(DIGITS + "[tricks.mixup]\nalpha = -1\n"))

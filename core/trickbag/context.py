@@ -15,7 +15,7 @@ from trickbag.engine.speed import Speed
 if TYPE_CHECKING:
     from torch import nn
 
-    from trickbag.data import DataInfo
+    from trickbag.data import DataInfo, TrainSource
     from trickbag.recipe import Recipe
 
 
@@ -80,6 +80,10 @@ class RunContext:
     momentum_schedule: Callable[[float], float] | None = None
     speed: Speed = field(default_factory=Speed)  # channels_last, compile, fused optimizer... as resolved for the device
     tricks: dict[str, object] = field(default_factory=dict)  # the run objects of the enabled tricks, by name
+    # the training data, for a trick that needs a pass over it outside the steps (SWA's BatchNorm
+    # statistics): train.batches(batch_size, epoch, seed) is a pure function of (seed, epoch), so
+    # drawing from it never moves the run's own data order; None outside a run (previews)
+    train: TrainSource | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -274,6 +274,25 @@ def trickbag_step_end(state: TrainState) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@hookspec(firstresult=True)
+def trickbag_eval_model(model: nn.Module, state: TrainState) -> nn.Module | None:
+    """Return the module validation should score instead of the training model: a weight average
+    (EMA, SWA) the trick keeps. ``None`` evaluates the training model.
+
+    Called once per epoch, right after its last step and before validation (``state.epoch`` is the
+    epoch just finished); not called by an LR range test, which evaluates nothing. ``model`` is the
+    plain training model (not DDP- or compile-wrapped). The answer must have the same architecture
+    (its ``state_dict`` has the model's keys) and sit on ``context.device``; prepare it here if it
+    needs to (SWA recomputes its BatchNorm statistics over ``context.train``). The module answered
+    is what the epoch's ``val_loss``/``val_acc`` describe, so ``best.pt`` holds its weights, and
+    ``checkpoint.pt`` keeps them as ``eval_model`` (what ``load_model`` returns) beside the training
+    weights under ``model`` (what ``--resume`` continues). The average itself must also be in the
+    trick's ``state_dict()``, so a resumed run continues it exactly.
+
+    Stops at the first non-None result; two enabled tricks implementing it are refused.
+    """
+
+
 @hookspec
 def trickbag_eval_end(state: TrainState, metrics: dict[str, float]) -> None:
     """Observe validation results (``val_loss``, ``val_acc``) of the epoch just finished.

@@ -261,13 +261,17 @@ def run_manager(tricks: dict[str, TrickOptions], catalog: Catalog, extra: Iterab
     return pm, objects
 
 
-EXCLUSIVE_HOOKS = ("trickbag_lr_schedule", "trickbag_momentum_schedule", "trickbag_batch_size", "trickbag_loss")
+EXCLUSIVE_HOOKS = (
+    "trickbag_lr_schedule", "trickbag_momentum_schedule", "trickbag_batch_size", "trickbag_loss",
+    "trickbag_eval_model",  # EMA and SWA both averaging: which one would validation score?
+)
 
 
 def _refuse_rival_deciders(pm: pluggy.PluginManager, objects: dict[str, object]) -> None:
     """Two enabled tricks answering the same deciding hook would silently shadow one another
-    (one-cycle and cosine both returning a schedule): make the recipe choose. Hooks where a trick
-    answers only for its own names (build_model, create_optimizer) are not rivalries."""
+    (one-cycle and cosine both returning a schedule, EMA and SWA both offering the model to
+    evaluate): make the recipe choose. Hooks where a trick answers only for its own names
+    (build_model, create_optimizer) are not rivalries."""
     for hook_name in EXCLUSIVE_HOOKS:
         caller = getattr(pm.hook, hook_name)
         deciders = [i.plugin_name for i in caller.get_hookimpls() if i.plugin_name in objects and not i.wrapper and not i.hookwrapper]

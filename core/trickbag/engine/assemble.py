@@ -87,7 +87,7 @@ def prepare_run(recipe: Recipe, out_dir: Path | None = None, observers: Iterable
                         + f" is larger than the {train.info.train_size:,} training samples of {train.info.name}")
     steps = train.num_batches(training.batch_size * world)
     context = RunContext(recipe=recipe, info=train.info, device=device, steps_per_epoch=steps, world_size=world, rank=rank,
-                         out_dir=out_dir, tricks=tricks)
+                         out_dir=out_dir, tricks=tricks, train=train)
     with blamed(pm):  # a trick that raises in a setup hook is named, with its hook, in one line
         return _assemble(recipe, pm, tricks, context, train, val)
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from torch import nn
+
 from trickbag.context import TrainState
 from trickbag.engine.assemble import Run
 from trickbag.errors import UserError
 from trickbag.runs.checkpoint import checked_state
 
 
-def snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float, history: list[dict[str, Any]]) -> dict[str, Any]:
+def snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float, history: list[dict[str, Any]],
+             evaluated: nn.Module | None = None) -> dict[str, Any]:
     """The run after ``epochs_done`` epochs: everything ``--resume`` needs to continue bit for bit,
-    and the metrics history (the checkpoint is its source of truth, see runs/folder.py)."""
+    and the metrics history (the checkpoint is its source of truth, see runs/folder.py). When a
+    trick's ``trickbag_eval_model`` answered, ``eval_model`` holds the weights validation scored (an
+    EMA or SWA average: what ``load_model`` returns); ``model`` stays the training weights."""
+    extra = {"eval_model": evaluated.state_dict()} if evaluated is not None else {}
     return {
         "epoch": epochs_done, "global_step": state.global_step, "samples_seen": state.samples_seen,
         "best_val_acc": best, "elapsed": elapsed, "history": list(history),
@@ -21,12 +27,15 @@ def snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed
         "tricks": {name: checked_state(name, obj.state_dict()) for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
         "recipe": run.recipe.to_dict(),
         "info": dataclasses.asdict(run.train.info),  # rebuilds the model without loading the data (runs/model.py)
+        **extra,
     }
 
 
-def best_weights(run: Run, row: dict[str, Any]) -> dict[str, Any]:
-    """``best.pt``: the weights of the best epoch by val_acc, with what rebuilds and describes them."""
-    return {"epoch": row["epoch"], "val_acc": row["val_acc"], "metrics": dict(row), "model": run.raw_model.state_dict(),
+def best_weights(run: Run, row: dict[str, Any], evaluated: nn.Module | None = None) -> dict[str, Any]:
+    """``best.pt``: the weights of the best epoch by val_acc, with what rebuilds and describes them:
+    the weights validation scored, a trick's average (``trickbag_eval_model``) when it answered."""
+    scored = evaluated if evaluated is not None else run.raw_model
+    return {"epoch": row["epoch"], "val_acc": row["val_acc"], "metrics": dict(row), "model": scored.state_dict(),
             "recipe": run.recipe.to_dict(), "info": dataclasses.asdict(run.train.info)}
 
 

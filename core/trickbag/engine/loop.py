@@ -17,7 +17,7 @@ from trickbag.context import TrainState
 from trickbag.engine.assemble import Run, base_momentum, prepare_run
 from trickbag.engine.checkpoints import best_weights, restore, snapshot
 from trickbag.engine.device import autocast_dtype
-from trickbag.engine.evaluate import evaluate
+from trickbag.engine.evaluate import evaluate, model_to_evaluate
 from trickbag.engine.health import chance_warning, explosion
 from trickbag.engine.step import (
     begin_epoch,
@@ -99,7 +99,7 @@ def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None
 
     hook.trickbag_fit_start(context=run.context)
     precision = autocast_dtype(training.precision)
-    step_end = live(hook.trickbag_step_end)
+    step_end, eval_model = live(hook.trickbag_step_end), live(hook.trickbag_eval_model)
     train_step = make_train_step(run)
     lr_of, momentum_of, group_scales, optimizer = run.lr_schedule, run.momentum_schedule, run.group_scales, run.optimizer
     run.model.train()
@@ -139,7 +139,10 @@ def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None
         if losses and math.isnan(first_loss):
             first_loss = losses[0].float().item()
         finite = math.isfinite(train_loss)
-        metrics = evaluate(run.model, run.val, training.eval_batch_size, precision, run.device) if finite else {"val_loss": float("nan"), "val_acc": 0.0}
+        # the model validation scores: the training model, or a trick's weight average (EMA, SWA)
+        evaluated = model_to_evaluate(eval_model, run.raw_model, state) if finite else None
+        scored = evaluated if evaluated is not None else run.model
+        metrics = evaluate(scored, run.val, training.eval_batch_size, precision, run.device) if finite else {"val_loss": float("nan"), "val_acc": 0.0}
         seconds = time.perf_counter() - t0
         row = {
             "epoch": epoch + 1, "progress": round(min(epoch + 1, training.epochs), 6), "train_loss": train_loss,
@@ -162,8 +165,8 @@ def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None
             try:
                 if training.checkpoint:
                     if row["val_acc"] > best or epoch == 0:
-                        save_atomic(best_weights(run, row), out / BEST)
-                    save_atomic({**snapshot(run, state, epoch + 1, max(best, row["val_acc"]), elapsed, history), "first_loss": first_loss},
+                        save_atomic(best_weights(run, row, evaluated), out / BEST)  # the weights row's val_acc describes
+                    save_atomic({**snapshot(run, state, epoch + 1, max(best, row["val_acc"]), elapsed, history, evaluated), "first_loss": first_loss},
                                 out / CHECKPOINT)
                 folder.write_metrics(history)
             except OSError as exc:  # a full disk, a folder gone: the files already there are whole

@@ -96,7 +96,8 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "epoch": (int,), "global_step": (int,), "samples_seen": (int,), "best_val_acc": (float, int), "elapsed": (float, int),
     "model": (dict,), "optimizer": (dict,), "tricks": (dict,), "recipe": (dict,),
 }
-OPTIONAL = {"history": (list,), "info": (dict,), "scaler": (dict, type(None))}  # absent in version 0.1 checkpoints
+OPTIONAL = {"history": (list,), "info": (dict,), "scaler": (dict, type(None)),  # absent in version 0.1 checkpoints
+            "eval_model": (dict,)}  # only when a trick's trickbag_eval_model answered (EMA, SWA): the weights validation scored
 
 
 def load_checkpoint(path: Path, schema: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
@@ -127,8 +128,9 @@ def load_checkpoint(path: Path, schema: dict[str, tuple[type, ...]] | None = Non
     for key in ("epoch", "global_step", "samples_seen"):
         if key in obj and obj[key] < 0:
             raise UserError(f"checkpoint '{path}': '{key}' is {obj[key]}, below 0")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj["model"].items()):
-        raise UserError(f"checkpoint '{path}': 'model' is not a state_dict (names to tensors)")
+    for key in ("model", "eval_model"):
+        if key in obj and not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj[key].items()):
+            raise UserError(f"checkpoint '{path}': '{key}' is not a state_dict (names to tensors)")
     return obj
 
 

@@ -3,12 +3,16 @@
 ``load_model(run_dir)`` reads the run's ``checkpoint.pt`` (with ``weights_only=True``), rebuilds
 the architecture from the recipe stored inside it, through the same hooks a run uses (a trick
 that brings or rewrites the architecture, such as ResNet-D or Fixup, must be installed), and
-loads the weights. ``build_model(recipe)`` does the same without weights.
+loads the weights: those the run's last validation scored, which are a trick's weight average
+(``eval_model``, from EMA or SWA) when one answered ``trickbag_eval_model``, else the training
+weights (``weights="trained"`` always gives the training weights). ``build_model(recipe)`` does the
+same without weights.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -44,8 +48,15 @@ def build_model(recipe: Recipe, info: DataInfo | None = None, catalog: Catalog |
     return model
 
 
-def load_model(run_dir: str | Path, device: str | torch.device = "cpu", catalog: Catalog | None = None) -> LoadedModel:
-    """The trained model of the run folder ``run_dir`` (its last checkpoint), in eval mode."""
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu", catalog: Catalog | None = None, *,
+               weights: Literal["evaluated", "trained"] = "evaluated") -> LoadedModel:
+    """The trained model of the run folder ``run_dir`` (its last checkpoint), in eval mode.
+
+    ``weights="evaluated"``: the weights the last epoch's validation scored (an EMA or SWA average
+    when the run had one, see ``trickbag_eval_model``), so the model scores the last ``val_acc``;
+    ``"trained"``: the training weights the optimizer moved (what ``--resume`` continues)."""
+    if weights not in ("evaluated", "trained"):
+        raise UserError(f"weights '{weights}': 'evaluated' or 'trained'")
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run folder '{path}' does not exist")
@@ -57,7 +68,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", catalog:
                        "mean": tuple(saved["info"]["mean"]), "std": tuple(saved["info"]["std"])}) if "info" in saved else None
     model = build_model(recipe, info, catalog)
     try:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved["eval_model"] if weights == "evaluated" and "eval_model" in saved else saved["model"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(f"{path / CHECKPOINT}: the weights do not fit the recipe's model ({str(exc).strip().splitlines()[0]})") from None
     info = info or load_data(recipe.data, torch.device("cpu"))[0].info

@@ -66,3 +66,15 @@ def test_bad_options_are_one_line_errors(tmp_path, table, needle):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.output
+
+
+def test_lr_find_sweeps_its_own_lrs(tmp_path):
+    """The range test replaces the schedule: the same swept LRs with the trick as without it."""
+    runner, swept = CliRunner(), {}
+    for name, extra in (("plain", ""), ("decayed", "[tricks.step_decay]\nmilestones = [0.1]\ngamma = 0.01\n")):
+        recipe = tmp_path / f"{name}.toml"
+        recipe.write_text(QUICK + extra)
+        result = runner.invoke(app, ["lr-find", str(recipe), "--steps", "20", "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        swept[name] = [row.split(",")[1] for row in (tmp_path / name / "lr_find.csv").read_text().splitlines()[1:]]
+    assert len(swept["plain"]) == 20 and swept["plain"] == swept["decayed"]

@@ -23,6 +23,7 @@ INNER = {
     "sgdr": {"sgdr": {"T_0": 0.2, "T_mult": 1}},  # a restart inside the warm-up (0.2) and at its end (0.4)
     "cosine": {"cosine": {}},
     "cyclical_lr": {"cyclical_lr": {"step_size": 0.3, "cycle_momentum": True}},
+    "step_decay": {"step_decay": {"milestones": [0.2, 0.6], "gamma": 0.5}},  # a decay inside the warm-up, one after
 }
 
 
