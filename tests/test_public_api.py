@@ -26,7 +26,9 @@ RAW = {
 def test_load_model_gives_back_the_trained_model(tmp_path):
     recipe = build_recipe(RAW)
     trickbag.fit(recipe, tmp_path / "run")
+    before = torch.random.get_rng_state()
     loaded = trickbag.load_model(tmp_path / "run")
+    assert torch.equal(torch.random.get_rng_state(), before)  # loading never moves the caller's random stream
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in loaded.model.state_dict().items())
     assert not loaded.model.training and loaded.epoch == 2 and loaded.recipe.to_dict() == recipe.to_dict()

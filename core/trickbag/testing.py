@@ -9,7 +9,9 @@ Plugin authors get them too (``docs/plugin-api.md``):
 * ``plugin_row("my_trick")`` is what ``trickbag plugins --json`` says about an installed trick;
 * the ``single_thread`` fixture runs a test's tiny tensors on one thread (torch's intra-op pool
   only adds wake-up latency there, milliseconds per op on a busy 2-core machine);
-* ``torchrun([...])`` runs the CLI under torchrun on CPU ranks.
+* ``torchrun([...])`` runs the CLI under torchrun on CPU ranks;
+* ``drive_tui(recipe_path, out_dir)`` runs the range test and a training launch in the terminal UI,
+  headless (needs ``trickbag-tui``).
 """
 from __future__ import annotations
 
@@ -127,3 +129,52 @@ def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int =
             break
     proc.stderr = "\n--- next attempt ---\n".join(errors)
     return proc
+
+
+def drive_tui(recipe_path: "os.PathLike", out_dir: "os.PathLike", *, sweep_steps: int = 20, after_sweep=None) -> Any:
+    """Drive the terminal UI as a user would, headless: open the recipe, run the LR range test (r)
+    with ``sweep_steps`` steps, then launch training from the Train tab (4, l) into ``out_dir`` and
+    wait for it to end; assert the sweep and the run finished. ``after_sweep(app)`` may check the
+    app between the two (e.g. that the sweep restored a trick). Returns the app's session.
+
+    Needs the ``trickbag-tui`` distribution (imported here, not at module level: the engine
+    installs without Textual)."""
+    import asyncio
+    from pathlib import Path
+
+    from trickbag_tui.app import TrickbagApp
+    from trickbag_tui.screens.lr_find import LRFindPanel
+    from trickbag_tui.screens.train import TrainPanel
+    from trickbag_tui.session import SweepSettings
+
+    from trickbag.recipe import load_recipe
+
+    path = Path(recipe_path)
+
+    async def until(pilot, condition, seconds: float = 300) -> None:
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return
+            await pilot.pause(0.02)
+        raise AssertionError("timed out waiting for the app")
+
+    async def flow():
+        app = TrickbagApp(path, load_recipe(path), [], sweep=SweepSettings(start=1e-4, end=1.0, steps=sweep_steps), out_dir=Path(out_dir))
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.screen.query_one(LRFindPanel)
+            await pilot.press("r")
+            await until(pilot, lambda: panel.state == "done")
+            await app.workers.wait_for_complete()
+            assert len(app.session.result.lrs) == sweep_steps
+            if after_sweep is not None:
+                after_sweep(app)
+            await pilot.press("4")
+            train = app.screen.query_one(TrainPanel)
+            await pilot.press("l")
+            await until(pilot, lambda: app.session.launched and app.session.launched[-1]["status"] != "running")
+            await app.workers.wait_for_complete()
+            assert app.session.launched[-1]["status"] == "done", train.last
+            assert len(train.rows) >= 1
+            return app.session
+
+    return asyncio.run(flow())

@@ -100,7 +100,10 @@ def _assemble(recipe: Recipe, pm: pluggy.PluginManager, tricks: dict[str, object
     hook.trickbag_check(context=context)
 
     # -- model: built (a trick may bring the architecture), then tweaked and initialised in place
-    raw_model = hook.trickbag_build_model(config=recipe.model, info=train.info)
+    try:
+        raw_model = hook.trickbag_build_model(config=recipe.model, info=train.info)
+    except UserError as exc:
+        raise UserError(f"{exc}{_model_bringers(recipe) if 'is unknown' in str(exc) else ''}") from None
     hook.trickbag_configure_model(model=raw_model, info=train.info, context=context)
     speed = context.speed = resolve_speed(training, recipe.optimizer.name, device, raw_model)
     memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
@@ -138,6 +141,16 @@ def _assemble(recipe: Recipe, pm: pluggy.PluginManager, tricks: dict[str, object
         group_scales=[(g, g.get("lr_scale", 1.0)) for g in optimizer.param_groups],
         flags=BackendFlags(speed, training.deterministic),  # last: nothing above may leave them set
     )
+
+
+def _model_bringers(recipe: Recipe) -> str:
+    """For an unknown model name: the installed tricks that bring models but are not enabled (a
+    model such as fixup_resnet20 exists only while its trick's table is in the recipe)."""
+    enabled = set(recipe.enabled_tricks())
+    bringers = sorted(name for name, t in load_plugins().tricks.items() if "trickbag_build_model" in t.hooks and name not in enabled)
+    if not bringers:
+        return ""
+    return "; tricks that bring models: " + ", ".join(bringers) + f" (enable one with [tricks.{bringers[0]}])"
 
 
 def plan_context(recipe: Recipe, train: TrainSource):

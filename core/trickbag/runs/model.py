@@ -66,7 +66,10 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", catalog:
     recipe = build_recipe(saved["recipe"], where=str(path / CHECKPOINT), name=path.name, catalog=catalog)
     info = DataInfo(**{**saved["info"], "image_size": tuple(saved["info"]["image_size"]),
                        "mean": tuple(saved["info"]["mean"]), "std": tuple(saved["info"]["std"])}) if "info" in saved else None
-    model = build_model(recipe, info, catalog)
+    # the fresh initialisation is overwritten by the checkpoint: draw it from a forked RNG, so loading
+    # a model (a distillation teacher in a trick's check) never moves the caller's random stream
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(recipe, info, catalog)
     try:
         model.load_state_dict(saved["eval_model"] if weights == "evaluated" and "eval_model" in saved else saved["model"])
     except (RuntimeError, ValueError, KeyError) as exc:

@@ -1,4 +1,3 @@
-import asyncio
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from trickbag.hookspecs import hookimpl
 from trickbag.recipe import build_recipe, load_recipe
 from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.runs.model import load_model
-from trickbag.testing import plugin_row, run_trick
+from trickbag.testing import drive_tui, plugin_row, run_trick
 from trickbag_ema import initial_weight, warmed_decay
 from typer.testing import CliRunner
 
@@ -212,39 +211,14 @@ def test_lr_find_command_runs_with_the_trick(tmp_path, precision):
 def test_the_tui_sweeps_and_trains_with_the_trick(tmp_path, monkeypatch, precision):
     """The TUI's range test (r) and training tab (4, l) with the trick: the sweep restores it, the
     launched run finishes with the average evaluated and checkpointed."""
-    from trickbag_tui.app import TrickbagApp
-    from trickbag_tui.screens.lr_find import LRFindPanel
-    from trickbag_tui.screens.train import TrainPanel
-    from trickbag_tui.session import SweepSettings
-
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "r.toml"
     path.write_text(RECIPE.format(epochs=1, precision=precision))
 
-    async def until(pilot, condition):
-        for _ in range(6000):
-            if condition():
-                return
-            await pilot.pause(0.02)
-        raise AssertionError("timed out waiting for the app")
+    def swept(app):  # the sweep restored the trick: no average yet
+        assert app.session.run.tricks["ema"].average is None
 
-    async def flow():
-        app = TrickbagApp(path, load_recipe(path), [], sweep=SweepSettings(start=1e-4, end=1.0, steps=20), out_dir=tmp_path / "run")
-        async with app.run_test(size=(80, 24)) as pilot:
-            panel = app.screen.query_one(LRFindPanel)
-            await pilot.press("r")
-            await until(pilot, lambda: panel.state == "done")
-            await app.workers.wait_for_complete()
-            assert len(app.session.result.lrs) == 20 and app.session.run.tricks["ema"].average is None
-            await pilot.press("4")
-            train = app.screen.query_one(TrainPanel)
-            await pilot.press("l")
-            await until(pilot, lambda: app.session.launched and app.session.launched[-1]["status"] != "running")
-            await app.workers.wait_for_complete()
-            assert app.session.launched[-1]["status"] == "done", train.last
-            assert len(train.rows) == 1
-
-    asyncio.run(flow())
+    drive_tui(path, tmp_path / "run", sweep_steps=20, after_sweep=swept)
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert saved["tricks"]["ema"]["updates"] == 15 and "eval_model" in saved
 

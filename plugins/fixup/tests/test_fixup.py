@@ -303,6 +303,8 @@ def test_check_without_the_trick_does_not_know_the_name(tmp_path):
     recipe.write_text('[data]\nname = "digits"\n[model]\nname = "fixup_resnet20"\n')
     result = CliRunner().invoke(app, ["check", str(recipe)])
     assert result.exit_code == 2 and "model.name 'fixup_resnet20' is unknown" in result.stderr
+    assert "tricks that bring models: fixup" in result.stderr  # the engine says which trick to enable
+    assert len(result.stderr.strip().splitlines()) == 1
     enabled = CliRunner().invoke(app, ["check", str(recipe), "--set", "tricks.fixup.enabled=true"])
     assert enabled.exit_code == 0, enabled.output
     assert "268,105 parameters" in enabled.stderr

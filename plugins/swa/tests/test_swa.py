@@ -1,4 +1,3 @@
-import asyncio
 import copy
 import json
 import subprocess
@@ -17,7 +16,7 @@ from trickbag.recipe import build_recipe, load_recipe
 from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.runs.model import load_model
 from trickbag.services import resume_recipe
-from trickbag.testing import plugin_row, run_trick
+from trickbag.testing import drive_tui, plugin_row, run_trick
 from trickbag_swa import default_start
 from typer.testing import CliRunner
 
@@ -219,39 +218,14 @@ def test_lr_find_command_runs_with_the_trick(tmp_path, precision):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_the_tui_sweeps_and_trains_with_the_trick(tmp_path, monkeypatch, precision):
-    from trickbag_tui.app import TrickbagApp
-    from trickbag_tui.screens.lr_find import LRFindPanel
-    from trickbag_tui.screens.train import TrainPanel
-    from trickbag_tui.session import SweepSettings
-
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "r.toml"
     path.write_text(RECIPE.format(epochs=1, precision=precision))
 
-    async def until(pilot, condition):
-        for _ in range(6000):
-            if condition():
-                return
-            await pilot.pause(0.02)
-        raise AssertionError("timed out waiting for the app")
+    def swept(app):  # the sweep restored the trick: no average yet
+        assert app.session.run.tricks["swa"].n == 0
 
-    async def flow():
-        app = TrickbagApp(path, load_recipe(path), [], sweep=SweepSettings(start=1e-4, end=1.0, steps=20), out_dir=tmp_path / "run")
-        async with app.run_test(size=(80, 24)) as pilot:
-            panel = app.screen.query_one(LRFindPanel)
-            await pilot.press("r")
-            await until(pilot, lambda: panel.state == "done")
-            await app.workers.wait_for_complete()
-            assert len(app.session.result.lrs) == 20 and app.session.run.tricks["swa"].n == 0
-            await pilot.press("4")
-            train = app.screen.query_one(TrainPanel)
-            await pilot.press("l")
-            await until(pilot, lambda: app.session.launched and app.session.launched[-1]["status"] != "running")
-            await app.workers.wait_for_complete()
-            assert app.session.launched[-1]["status"] == "done", train.last
-            assert len(train.rows) == 1
-
-    asyncio.run(flow())
+    drive_tui(path, tmp_path / "run", sweep_steps=20, after_sweep=swept)
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert saved["tricks"]["swa"]["n"] == 3 and "eval_model" in saved
 
