@@ -7,6 +7,7 @@ Plugin authors get them too (``docs/plugin-api.md``):
   happened at every step (LR, momentum, batch size, loss) and the trick objects as they ended;
   ``modules`` lets a test load a plugin module that is not installed;
 * ``plugin_row("my_trick")`` is what ``trickbag plugins --json`` says about an installed trick;
+* ``assert_one_line_error(result, *needles)`` checks a refused command: exit 2, one line, no traceback;
 * the ``single_thread`` fixture runs a test's tiny tensors on one thread (torch's intra-op pool
   only adds wake-up latency there, milliseconds per op on a busy 2-core machine);
 * ``torchrun([...])`` runs the CLI under torchrun on CPU ranks;
@@ -178,3 +179,15 @@ def drive_tui(recipe_path: "os.PathLike", out_dir: "os.PathLike", *, sweep_steps
             return app.session
 
     return asyncio.run(flow())
+
+
+def assert_one_line_error(result: Any, *needles: str) -> None:
+    """A CLI result (typer's ``CliRunner().invoke``) that refused bad input as the project promises:
+    exit code 2, one ``error: ...`` line on stderr (the ``plugins:`` header aside) containing every
+    needle, and no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from trickbag.cli.app import app
 from trickbag.context import Batch, TrainState
 from trickbag.hookspecs import hookimpl
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import plugin_row
 from trickbag_cutmix import CutMix, CutMixOptions, cutmix_box
 from typer.testing import CliRunner
@@ -281,13 +282,6 @@ def test_with_mixup_both_apply_in_recipe_order(order):
 
 
 # -- the CLI ---------------------------------------------------------------------------------
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
 
 
 RECIPE = """

@@ -8,6 +8,7 @@ import torch
 from trickbag.cli.app import app
 from trickbag.context import Batch, TrainState
 from trickbag.hookspecs import hookimpl
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import plugin_row, run_trick
 from trickbag_cutout import Cutout, CutoutOptions, cutout_mask
 from typer.testing import CliRunner
@@ -182,13 +183,6 @@ def test_only_training_batches_are_cut_and_evaluation_sees_whole_images():
         assert engine["val_acc"] == clean["val_acc"] and engine["val_loss"] == pytest.approx(clean["val_loss"], rel=1e-6)
     plain = run_trick({}, training={"epochs": 2})
     assert [s.loss for s in run.steps] != [s.loss for s in plain.steps]  # it changes training
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
 
 
 RECIPE = """

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 from trickbag.hookspecs import hookimpl
-from trickbag.testing import plugin_row, run_trick
+from trickbag.testing import assert_one_line_error, plugin_row, run_trick
 from trickbag_decoupled_weight_decay import (
     KEY,
     DecoupledWeightDecay,
@@ -328,11 +328,7 @@ def one_line_error(tmp_path, text, *needles):
     recipe = tmp_path / "r.toml"
     recipe.write_text(text)
     result = CliRunner().invoke(app, ["check", str(recipe)])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    assert_one_line_error(result, *needles)
 
 
 @pytest.mark.parametrize("text,needles", [

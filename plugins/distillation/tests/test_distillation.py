@@ -16,6 +16,7 @@ from trickbag.data import DataInfo
 from trickbag.hookspecs import hookimpl
 from trickbag.runs.checkpoint import BEST, CHECKPOINT, save_atomic
 from trickbag.runs.model import load_model
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import plugin_row, run_trick
 from trickbag_distillation import (
     Distillation,
@@ -290,13 +291,6 @@ def test_the_teacher_runs_under_the_students_autocast(teacher, precision, dtype)
 
 
 # -- the CLI: check, run, lr-find, --resume ----------------------------------------------------
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
 
 
 def check(path, *sets):

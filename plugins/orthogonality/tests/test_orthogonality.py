@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 from trickbag.hookspecs import hookimpl
-from trickbag.testing import plugin_row, run_trick
+from trickbag.testing import assert_one_line_error, plugin_row, run_trick
 from trickbag_orthogonality import regularised_weights
 from trickbag_orthogonality_penalty import orthogonality_gradient, orthogonality_penalty
 
@@ -274,11 +274,7 @@ def test_check_refuses_bad_options_in_one_line(tmp_path, text, needles):
     recipe = tmp_path / "r.toml"
     recipe.write_text('[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\n[tricks.orthogonality]\n' + text)
     result = CliRunner().invoke(app, ["check", str(recipe)])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    assert_one_line_error(result, *needles)
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path):

@@ -16,6 +16,7 @@ from trickbag.cli.app import app
 from trickbag.data import DataInfo
 from trickbag.recipe import build_recipe
 from trickbag.runs.model import build_model
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import plugin_row
 from typer.testing import CliRunner
 
@@ -265,13 +266,6 @@ def test_composes_with_zero_gamma_in_either_order():
 
 
 # -- refusals and options ---------------------------------------------------------------------------
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
-
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet56", "small_cnn"])
 def test_models_that_are_not_torchvision_resnets_are_refused_in_one_line(tmp_path, name):

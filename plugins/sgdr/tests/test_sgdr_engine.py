@@ -6,6 +6,7 @@ import pytest
 import torch
 import trickbag_sgdr
 from trickbag.cli.app import app
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import run_trick
 from typer.testing import CliRunner
 
@@ -79,13 +80,6 @@ def test_bounds_reach_the_options_through_the_engine():
     tuned.release()
     lrs = [lr_of(k / 1000) for k in range(3000)]
     assert (lr_of(0.0), lr_of(1.0), lr_of(3.0)) == (0.4, 0.4, 0.4) and min(lrs) == pytest.approx(0.01, rel=1e-4)
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
 
 
 @pytest.mark.parametrize("table, needles", [

@@ -16,7 +16,7 @@ from trickbag.recipe import build_recipe, load_recipe
 from trickbag.runs.checkpoint import load_checkpoint
 from trickbag.runs.model import load_model
 from trickbag.services import resume_recipe
-from trickbag.testing import drive_tui, plugin_row, run_trick
+from trickbag.testing import assert_one_line_error, drive_tui, plugin_row, run_trick
 from trickbag_swa import default_start
 from typer.testing import CliRunner
 
@@ -234,11 +234,7 @@ def one_line_error(tmp_path, text, *needles):
     recipe = tmp_path / "r.toml"
     recipe.write_text('[data]\nname = "digits"\nval_size = 297\n[model]\nname = "mlp"\n' + text)
     result = CliRunner().invoke(app, ["check", str(recipe)])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    assert_one_line_error(result, *needles)
 
 
 @pytest.mark.parametrize("table,needle", [

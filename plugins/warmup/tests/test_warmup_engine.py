@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 from trickbag.cli.app import app
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import run_trick
 from typer.testing import CliRunner
 
@@ -112,13 +113,6 @@ def test_batch_size_schedule_keeps_the_warmup_in_epochs():
     warm = [i for i, s in enumerate(run.steps) if s.lr != base[i].lr]
     assert warm == list(range(17)) and run.steps[17].progress == pytest.approx(1.4)
     assert [s.lr for s in run.steps[:17]] == pytest.approx([b.lr * factor("gradual", b.progress, 1.4) for b in base[:17]], rel=1e-12)
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
 
 
 @pytest.mark.parametrize("table, needles", [

@@ -16,6 +16,7 @@ from trickbag.models import RESIDUAL_BLOCKS
 from trickbag.models.torchvision_resnet import _fit
 from trickbag.recipe import build_recipe
 from trickbag.runs.model import build_model
+from trickbag.testing import assert_one_line_error as one_line_error
 from trickbag.testing import plugin_row
 from trickbag_zero_gamma import last_bn
 from typer.testing import CliRunner
@@ -157,13 +158,6 @@ def test_zeroed_gammas_are_in_the_optimizer_and_trained():
 
 
 # -- refusals and options ---------------------------------------------------------------------------
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("plugins: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert all(n in lines[0] for n in needles), lines[0]
-
 
 @pytest.mark.parametrize("name", ["mlp", "small_cnn"])
 def test_a_model_without_residual_blocks_is_refused_in_one_line(tmp_path, name):
