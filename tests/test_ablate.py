@@ -146,3 +146,31 @@ def test_vary_makes_a_grid_over_recipe_keys(tmp_path, monkeypatch):
     assert [(r["variant"], r["seed"]) for r in rows] == [("optimizer.lr=0.02", 0), ("optimizer.lr=0.02", 1), ("optimizer.lr=0.1", 0), ("optimizer.lr=0.1", 1)]
     saved = load_checkpoint(tmp_path / "out" / "optimizer.lr=0.1" / "seed-1" / "checkpoint.pt")["recipe"]
     assert saved["optimizer"]["lr"] == 0.1 and saved["training"]["seed"] == 1
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_again(tmp_path):
+    """Ctrl-C in a run's first epoch leaves a run folder without checkpoint: the rerun must train it
+    (as `trickbag run --resume` does), not refuse the folder as an existing run."""
+    (tmp_path / "r.toml").write_text(RECIPE.format(lr=0.05, epochs=1))
+    plan = Plan(tmp_path / "r.toml", (), "each", 1, None, tmp_path / "out")
+    prepare(plan)
+    from trickbag.recipe import load_recipe
+
+    class CtrlC:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            if state.step_in_epoch == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(load_recipe(tmp_path / "r.toml", ["training.seed=0", *plan_variant_sets(plan)]), tmp_path / "out" / "baseline" / "seed-0",
+            observers=[CtrlC()])
+    assert not (tmp_path / "out" / "baseline" / "seed-0" / "checkpoint.pt").exists()
+    done = []
+    _, rows = run_ablation(plan, lambda row, how, i, n: done.append(how))
+    assert done == ["trained", "trained", "trained"] and rows[0]["epochs"] == 1
+
+
+def plan_variant_sets(plan):
+    todo, _ = prepare(plan)
+    return list(todo[0].overrides)

@@ -109,16 +109,20 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int = 2, fresh: "os.PathLike | None" = None) -> subprocess.CompletedProcess[str]:
-    """``torchrun --standalone --nproc-per-node N -m trickbag ARGS`` on CPU ranks (gloo).
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, tries: int = 2, fresh: "os.PathLike | None" = None,
+             script: "os.PathLike | None" = None) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node N -m trickbag ARGS`` on CPU ranks (gloo); with
+    ``script``, that Python file runs instead of ``-m trickbag`` (a harness that wraps the CLI).
 
     On a loaded 2-core machine a gloo rank occasionally dies of a signal while connecting: that
-    (and only that) is retried once, so a real failure still fails. ``fresh``: a folder the
-    command writes, removed before a retry. Every attempt's stderr is kept in the result.
+    (and only that) is retried once, so a real failure still fails (``tries=1`` when a rank is
+    meant to die). ``fresh``: a folder the command writes, removed before a retry. Every attempt's
+    stderr is kept in the result.
     """
     import shutil
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "trickbag", *args]
+    target = [str(script)] if script is not None else ["-m", "trickbag"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *target, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     errors = []
     for attempt in range(tries):

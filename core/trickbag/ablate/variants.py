@@ -49,11 +49,8 @@ def variants(tricks: list[str], mode: str) -> list[Variant]:
             *(Variant(f"-{t}", _off(tricks, set(tricks) - {t}), tuple(x for x in tricks if x != t)) for t in tricks)]
 
 
-def grid(vary: list[str]) -> list[Variant]:
-    """``--vary KEY=V1,V2,...`` (repeatable): every combination, in the order given; the first
-    combination is the baseline. Values are TOML scalars, as in ``--set`` (lists cannot be varied)."""
-    import itertools
-
+def axes_of(vary: list[str]) -> list[tuple[str, list[str]]]:
+    """``--vary KEY=V1,V2,...`` strings as (key, values) axes, in the order given."""
     axes: list[tuple[str, list[str]]] = []
     for spec in vary:
         key, eq, values = spec.partition("=")
@@ -63,6 +60,15 @@ def grid(vary: list[str]) -> list[Variant]:
         if any(k == key for k, _ in axes):
             raise UserError(f"--vary {key} is given twice")
         axes.append((key, [v.strip() for v in values.split(",") if v.strip()]))
+    return axes
+
+
+def grid(vary: list[str]) -> list[Variant]:
+    """``--vary KEY=V1,V2,...`` (repeatable): every combination, in the order given; the first
+    combination is the baseline. Values are TOML scalars, as in ``--set`` (lists cannot be varied)."""
+    import itertools
+
+    axes = axes_of(vary)
     out = []
     for i, combo in enumerate(itertools.product(*(vals for _, vals in axes))):
         sets = tuple(f"{k}={v}" for (k, _), v in zip(axes, combo))

@@ -1,4 +1,5 @@
-"""``trickbag ablate``: what each trick of a recipe buys (first increment: modes, seeds, resume, table)."""
+"""``trickbag ablate``: what each trick of a recipe buys, over seeds, on this machine, a Ray cluster
+or any scheduler."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,54 +7,81 @@ from typing import Annotated, Optional
 
 import typer
 
-from trickbag.cli.app import RecipeArgument, SetOption
+from trickbag.cli.app import SetOption
 from trickbag.cli.output import err, out, plain
 
 
 def ablate(
-    recipe: RecipeArgument,
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe file, or the name of a bundled recipe.")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="each | cumulative (default) | leave-one-out")] = None,
     vary: Annotated[Optional[list[str]], typer.Option("--vary", help="A grid instead of a mode: KEY=V1,V2,... (repeatable).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per variant (0, 1, ...).")] = 3,
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Train every run this many epochs instead of the recipe's.")] = None,
     set_: SetOption = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Ablation folder (default runs/<recipe>-ablate-<mode>).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs at a time (local: worker processes sharing the cores; ray: over the cluster).")] = 1,
+    backend: Annotated[str, typer.Option("--backend", help="local (this machine) | ray (a Ray cluster; pip install 'trickbag[ray]').")] = "local",
+    gpus_per_run: Annotated[float, typer.Option("--gpus-per-run", help="ray: GPUs each run asks the cluster for (e.g. 1, or 0.5 to share).")] = 0.0,
+    print_commands: Annotated[bool, typer.Option("--print-commands", help="Train nothing: print the trickbag run command of every run, one per line (for a Slurm array or any scheduler).")] = False,
+    collect_dir: Annotated[Optional[Path], typer.Option("--collect", help="Train nothing: build the table and plot from the run folders in this ablation folder.")] = None,
 ) -> None:
-    """Train the recipe's variants (tricks switched off by --mode) over seeds; print and write the
-    table (ablation.jsonl, table.md). Rerunning the command resumes it."""
-    from trickbag.ablate.report import print_table, rows_of, write_table
-    from trickbag.ablate.runner import Plan, run_ablation
-    from trickbag.ablate.stats import summarize
+    """Train the recipe's variants (tricks switched off by --mode, or a --vary grid) over seeds;
+    print and write the table (ablation.jsonl, table.md) and ablation.png. Rerunning the command
+    resumes it."""
+    from trickbag.ablate.backends import check_backend
+    from trickbag.ablate.live import AblationProgress
+    from trickbag.ablate.report import finish, summary_line
+    from trickbag.ablate.runner import Plan, prepare, run_ablation, write_rows
     from trickbag.ablate.variants import GRID
     from trickbag.errors import UserError
     from trickbag.services import resolve_recipe
 
+    if collect_dir is not None:
+        if recipe is not None or vary or mode or set_ or print_commands:
+            raise UserError("--collect reads everything from the ablation folder; drop RECIPE, --mode, --vary, --set and --print-commands")
+        _collect(collect_dir)
+        return
+    if recipe is None:
+        raise UserError("missing RECIPE (a TOML file or a bundled recipe name; see `trickbag recipes`), or --collect DIR")
     if vary and mode:
         raise UserError("--mode and --vary: give one (--vary makes a grid over recipe keys, --mode switches tricks off)")
+    check_backend(backend, jobs)
+    if gpus_per_run < 0 or (gpus_per_run and backend != "ray"):
+        raise UserError(f"--gpus-per-run {gpus_per_run:g}: a number >= 0, with --backend ray (locally every run uses the recipe's device)")
     mode = GRID if vary else (mode or "cumulative")
     path = resolve_recipe(recipe)
     target = out_dir or Path("runs") / f"{path.stem}-ablate-{mode}"
     plan = Plan(path, tuple(set_ or ()), mode, seeds, epochs, target, tuple(vary or ()))
-    best: list[float] = []
+    if print_commands:
+        from trickbag.ablate.collect import commands
 
-    def told(row: dict, how: str, i: int, total: int) -> None:
-        best.append(row["final_val_acc"])
-        state = "diverged" if row["diverged"] else f"val acc {100 * row['final_val_acc']:.2f}%"
-        err.print(plain(f"[{i}/{total}] {row['variant']} seed {row['seed']}: {state} ({how}); best so far {100 * max(best):.2f}%"))
-
+        todo, _ = prepare(plan)  # writes the folder's description, so that --collect can read it
+        for line in commands(plan, todo, recipe):
+            out.print(plain(line))
+        err.print(plain(f"{len(todo) * seeds} runs; when they are done: trickbag ablate --collect {target}"))
+        return
+    live = AblationProgress(err)
     try:
-        todo, results = run_ablation(plan, told)
+        with live:
+            todo, results = run_ablation(plan, live.on_run, jobs=jobs, backend=backend, gpus_per_run=gpus_per_run)
     except KeyboardInterrupt:
-        err.print(plain(f"interrupted: finished runs are kept in {target}; run the same command again to continue"))
+        err.print(plain(f"interrupted: finished runs are kept in {target} (interrupted ones keep their epochs); "
+                        f"run the same command again to continue"))
         raise typer.Exit(130) from None
-    baseline = next(v.name for v in todo if v.baseline)
-    summaries = summarize(results, [v.name for v in todo], baseline)
-    seconds: dict[str, list[float]] = {}
-    for r in results:
-        seconds.setdefault(r["variant"], []).append(r["seconds"])
-    rows = rows_of(summaries, todo, {k: sum(v) / len(v) for k, v in seconds.items()})
-    title = f"{path.stem}: {mode}, {seeds} seeds"
-    print_table(out, rows, title)
-    write_table(target / "table.md", rows, title)
-    top = max(summaries, key=lambda s: s.mean)
-    err.print(plain(f"done: {len(results)} runs in {target}; best variant {top.variant} at {top.mean:.2f}% (table.md, ablation.jsonl)"))
+    write_rows(target, results)
+    summaries = finish(out, target, todo, results, f"{path.stem}: {mode}, {seeds} seeds", list(vary or ()))
+    err.print(plain(f"done: {live.summary()}; {summary_line(summaries, target)}"))
+
+
+def _collect(folder: Path) -> None:
+    from trickbag.ablate.collect import collect
+    from trickbag.ablate.report import finish, summary_line
+    from trickbag.ablate.runner import write_rows
+
+    header, todo, rows, missing = collect(folder)
+    if missing:
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        err.print(plain(f"warning: {len(missing)} runs missing or unfinished, left out of the table: {shown}"))
+    write_rows(folder, rows)
+    summaries = finish(out, folder, todo, rows, f"{header.get('recipe', folder.name)}: {header.get('mode')}, collected", header.get("vary", []))
+    err.print(plain(f"collected {len(rows)} runs; {summary_line(summaries, folder)}"))

@@ -6,7 +6,7 @@ input (recipe, option, path, checkpoint: one line naming the culprit, never a tr
 
 The commands live by subject: ``train.py`` (run, tui), ``lr.py`` (lr-find), ``info.py``
 (check, plugins, recipes, momentum, version),
-``schedule.py`` (schedule), ``ablate.py`` (ablate).
+``schedule.py`` (schedule), ``ablate.py`` (ablate), ``compare.py`` (compare), ``listing.py`` (runs).
 """
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ def main_options(
 
 
 def _register() -> None:
-    from trickbag.cli import ablate, info, lr, schedule, train
+    from trickbag.cli import ablate, compare, info, listing, lr, schedule, train
 
-    for command in (train.run, lr.lr_find_command, ablate.ablate, info.momentum, schedule.schedule, train.tui, info.check, info.plugins, info.recipes, info.version):
+    for command in (train.run, lr.lr_find_command, ablate.ablate, compare.compare, listing.runs, info.momentum, schedule.schedule, train.tui, info.check, info.plugins, info.recipes, info.version):
         name = "lr-find" if command is lr.lr_find_command else command.__name__
         app.command(name)(guarded(command))
 

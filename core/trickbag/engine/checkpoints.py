@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from torch import nn
@@ -10,6 +11,8 @@ from trickbag.context import TrainState
 from trickbag.engine.assemble import Run
 from trickbag.errors import UserError
 from trickbag.runs.checkpoint import checked_state
+
+log = logging.getLogger("trickbag")
 
 
 def snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed: float, history: list[dict[str, Any]],
@@ -21,7 +24,7 @@ def snapshot(run: Run, state: TrainState, epochs_done: int, best: float, elapsed
     extra = {"eval_model": evaluated.state_dict()} if evaluated is not None else {}
     return {
         "epoch": epochs_done, "global_step": state.global_step, "samples_seen": state.samples_seen,
-        "best_val_acc": best, "elapsed": elapsed, "history": list(history),
+        "world_size": run.world_size, "best_val_acc": best, "elapsed": elapsed, "history": list(history),
         "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "tricks": {name: checked_state(name, obj.state_dict()) for name, obj in run.tricks.items() if hasattr(obj, "state_dict")},
@@ -40,6 +43,10 @@ def best_weights(run: Run, row: dict[str, Any], evaluated: nn.Module | None = No
 
 
 def restore(run: Run, saved: dict[str, Any]) -> None:
+    started = saved.get("world_size")  # absent in checkpoints written before it was recorded
+    if started is not None and started != run.world_size:
+        log.warning(f"--resume: the run started on {started} process(es) and continues on {run.world_size}: the global batch "
+                    f"(and with linear scaling, the LR) changes from here, so this is no longer the run that started")
     try:
         run.raw_model.load_state_dict(saved["model"])
         run.optimizer.load_state_dict(saved["optimizer"])

@@ -82,7 +82,7 @@ def _train_in(run: Run, out: Path | None, resume: bool, folder: RunFolder | None
     # -- the run folder: locked; a resume restores weights, optimizer, scaler, tricks' state and the
     # metrics history (data order and RNG follow the epoch); the metrics file is rebuilt from it
     if folder is not None:
-        folder.reopen() if resume else folder.create(recipe.to_toml())
+        folder.reopen() if resume else folder.create(recipe.to_toml(), recipe.name)
     if resume and (out / CHECKPOINT).exists():
         saved = load_checkpoint(out / CHECKPOINT)
         if saved["epoch"] >= math.ceil(training.epochs):

@@ -70,8 +70,9 @@ class RunFolder:
 
     # -- opening -----------------------------------------------------------------------------
 
-    def create(self, recipe_toml: str) -> None:
-        """A new run: the folder must be new or empty."""
+    def create(self, recipe_toml: str, recipe_name: str | None = None) -> None:
+        """A new run: the folder must be new or empty. ``recipe_name`` goes into run.json (for
+        ``trickbag runs``)."""
         path = self.path
         if path.exists() and not path.is_dir():
             raise UserError(f"--out '{path}' is a file, not a folder")
@@ -91,7 +92,8 @@ class RunFolder:
             raise _oserror(path, "create it", exc) from None
         self._acquire()
         try:
-            write_atomic(path / MARKER, json.dumps({"trickbag": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+            write_atomic(path / MARKER, json.dumps({"trickbag": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                    "recipe": recipe_name}))
             write_atomic(path / RECIPE, recipe_toml)
             write_atomic(path / METRICS, "")
         except OSError as exc:
