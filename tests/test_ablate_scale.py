@@ -133,6 +133,7 @@ def test_the_live_display_counts_estimates_and_keeps_the_best(monkeypatch):
     (["r.toml", "--jobs", "0"], "--jobs 0"),
     (["r.toml", "--backend", "slurm"], "--backend 'slurm' is unknown"),
     (["r.toml", "--gpus-per-run", "1"], "with --backend ray"),
+    (["r.toml", "--vary", "training.epochs=1,2", "--epochs", "1"], "--epochs and --vary training.epochs"),
     (["--collect", "nowhere"], "nowhere holds no variants.json"),
     (["r.toml", "--collect", "nowhere"], "--collect reads everything"),
     ([], "missing RECIPE"),

@@ -70,6 +70,8 @@ def prepare(plan: Plan) -> tuple[list[Variant], object]:
     recipe = _load(plan, [])
     if plan.mode == GRID:
         todo = grid(list(plan.vary))
+        if plan.epochs is not None and any(o.startswith("training.epochs=") for o in todo[0].overrides):
+            raise UserError("--epochs and --vary training.epochs: give one (--epochs would override every grid value)")
     else:  # a bad --mode or a recipe without tricks: refused before any file
         todo = variants(recipe.enabled_tricks(), plan.mode)
     for variant in todo:  # an unknown key, a value of the wrong type, rival tricks: one line, before any file
