@@ -591,3 +591,44 @@ def test_v_verifies_the_chosen_max_and_marks_the_winner(recipe_file, shared_run)
             assert "won by 5.00 points (3 LRs trained)" in str(panel.query_one("#lr-status").render())
 
     asyncio.run(flow())
+
+
+def test_a_run_folder_opens_on_its_curves(tmp_path, monkeypatch, shared_run):
+    """`trickbag tui RUN_FOLDER` (an ablation's run, a killed run): the Train tab shows its epochs,
+    how far it got and how to continue it."""
+    from trickbag.cli.app import app as cli
+    from trickbag.engine.loop import fit
+    from trickbag.runs.folder import read_metrics
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(bundled_recipes()["quickstart"], [*OVERRIDES, "training.epochs=3"])
+
+    class StopInEpoch3:
+        @hookimpl
+        def trickbag_step_end(self, state):
+            if state.epoch == 2 and state.step_in_epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(recipe, tmp_path / "run", observers=[StopInEpoch3()])
+    rows = read_metrics(tmp_path / "run")
+
+    async def flow():
+        app = TrickbagApp(tmp_path / "run" / "recipe.toml", load_recipe(tmp_path / "run" / "recipe.toml"), run=shared_run,
+                          opened=tmp_path / "run")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert app.screen.query_one("TabbedContent").active == "train"
+            panel = app.screen.query_one(TrainPanel)
+            assert panel.rows == rows and len(rows) == 2 and panel.epochs == 3
+            status = str(app.screen.query_one("#train-status").render())
+            assert "interrupted, 2/3 epochs" in status and "trickbag run --resume run" in status
+            assert f"best val_acc {max(r['val_acc'] for r in rows):.4f}" in status
+            await pilot.press("q")
+
+    asyncio.run(flow())
+    bad = CliRunner().invoke(cli, ["tui", str(tmp_path / "run"), "--set", "training.epochs=9"])
+    assert bad.exit_code == 2 and "is a run folder" in bad.output
+    (tmp_path / "empty").mkdir()
+    assert CliRunner().invoke(cli, ["tui", str(tmp_path / "empty")]).exit_code == 2

@@ -36,8 +36,9 @@ class TrickbagApp(App[None]):
         out_dir: Path | None = None,
         run: Run | None = None,
         observers: list[object] | None = None,
+        opened: Path | None = None,
     ) -> None:
-        """``sweep``: the range test's first settings; ``runs_root``/``out_dir``: where launched runs
+        """``opened``: a run folder whose recipe this is, shown in the Train tab; ``sweep``: the range test's first settings; ``runs_root``/``out_dir``: where launched runs
         go (default ``runs/<name>-<time>``); ``run``: an already prepared run of ``recipe`` (tests share
         one); ``observers``: extra training observers."""
         super().__init__()
@@ -45,7 +46,7 @@ class TrickbagApp(App[None]):
         self.options = dict(sweep=sweep, runs_root=runs_root, out_dir=out_dir, observers=observers)
         self.session: Session | None = None
         if recipe is not None:
-            self.session = Session(path, recipe, self.overrides, run=run, **self.options)
+            self.session = Session(path, recipe, self.overrides, run=run, opened=opened, **self.options)
 
     def on_mount(self) -> None:
         if self.session is not None:
@@ -92,9 +93,10 @@ class TrickbagApp(App[None]):
             self.session.stop_all()
 
 
-def run_app(path: Path | None, recipe: Recipe | None, overrides: list[str]) -> None:
-    """What ``trickbag tui`` calls: the recipe already loaded and validated (or none: pick one)."""
-    app = TrickbagApp(path, recipe, overrides)
+def run_app(path: Path | None, recipe: Recipe | None, overrides: list[str], opened: Path | None = None) -> None:
+    """What ``trickbag tui`` calls: the recipe already loaded and validated (or none: pick one);
+    ``opened``: the run folder it came from."""
+    app = TrickbagApp(path, recipe, overrides, opened=opened)
     try:
         app.run()
     finally:

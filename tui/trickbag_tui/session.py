@@ -76,8 +76,10 @@ class Session:
         sweep: SweepSettings | None = None,
         run: Run | None = None,
         observers: list[object] | None = None,
+        opened: Path | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self.opened = opened  # a run folder opened with `trickbag tui RUN_FOLDER`: its curves show in the Train tab
         self.recipe = recipe
         self.overrides = list(overrides)
         self.runs_root = runs_root

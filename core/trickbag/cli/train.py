@@ -64,7 +64,7 @@ def run(
 
 
 def tui(
-    recipe: Annotated[Optional[str], typer.Argument(help="Recipe file, or the name of a bundled recipe.")] = None,
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe file, the name of a bundled recipe, or a run folder (its curves in the Train tab).")] = None,
     set_: SetOption = None,
 ) -> None:
     """The terminal UI: live LR range test, schedule preview, momentum time constants, training curves."""
@@ -76,6 +76,16 @@ def tui(
             raise UserError(f"the terminal UI is not installed ({exc.name} missing): pip install ./tui from a trickbag checkout") from None
         raise
 
+    opened = None
+    if recipe and Path(recipe).is_dir():  # a run folder: its recipe, and its curves in the Train tab
+        from trickbag.runs.folder import RECIPE
+        from trickbag.runs.summary import read_run
+
+        if set_:
+            raise UserError(f"'{recipe}' is a run folder: it opens with the recipe it ran; drop --set")
+        opened = Path(recipe)
+        read_run(opened)  # not a run folder: one line, before the screen opens
+        recipe = str(opened / RECIPE)
     path, loaded = load_named_recipe(recipe, set_) if recipe else (None, None)  # bad input fails here, before the screen opens
     quiet_logging()  # the screen shows messages its own way; lines on stderr would tear it
-    run_app(path, loaded, set_ or [])
+    run_app(path, loaded, set_ or [], opened)

@@ -37,7 +37,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(initial="lr"):
+        with TabbedContent(initial="train" if self.session.opened is not None else "lr"):
             for tab, key, label in TABS:
                 with TabPane(f"{key} {label}", id=tab):
                     yield PANELS[tab](self.session, id=f"{tab}-panel")
@@ -45,7 +45,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(Tabs).can_focus = False  # keys follow the tab's content; 1-5 switch tabs
-        self.focus_tab("lr")
+        self.focus_tab("train" if self.session.opened is not None else "lr")
         if self.session.run is None:
             self.prepare()
         else:

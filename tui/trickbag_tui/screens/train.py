@@ -72,6 +72,7 @@ class TrainPanel(Vertical):
         self.out_dir: Path | None = None
         self.epochs = 1.0
         self.steps: list[tuple[float, float, float]] = []  # (progress, loss, lr)
+        self.train_label = "train (steps)"  # an opened run folder has epoch means only
         self.rows: list[dict] = []
         self.last = ""
         self.started = 0.0
@@ -88,7 +89,28 @@ class TrainPanel(Vertical):
 
     def on_mount(self) -> None:
         self.update_plan()
+        if self.session.opened is not None:
+            self.show_folder(self.session.opened)
         self.update_status()
+
+    def show_folder(self, folder: Path) -> None:
+        """An existing run (``trickbag tui RUN_FOLDER``): its epochs as curves (training loss and LR
+        at epoch ends: the folder keeps no step values), how far it got, and how to continue it."""
+        from trickbag.runs.summary import read_run
+
+        run = read_run(folder)
+        self.out_dir, self.epochs = folder, run.epochs
+        self.rows = run.good
+        self.steps = [(float(r["progress"]), r["train_loss"], r["lr"]) for r in self.rows]
+        self.train_label = "train (epoch means)"
+        self.query_one("#train-progress", ProgressBar).update(progress=100 * run.epochs_done / run.epochs)
+        where = shown_path(folder)
+        best = max((r["val_acc"] for r in self.rows), default=None)
+        self.last = f"run folder {where}: {run.status}, {run.epochs_done:g}/{run.epochs:g} epochs" + (
+            f", best val_acc {best:.4f}" if best is not None else "")
+        if run.status == "interrupted":
+            self.last += f"\ncontinue: trickbag run --resume {where}"
+        self.redraw()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
@@ -128,6 +150,7 @@ class TrainPanel(Vertical):
         self.out_dir = self.session.run_folder(recipe.name)
         self.epochs = recipe.training.epochs
         self.steps, self.rows, self.last = [], [], ""
+        self.train_label = "train (steps)"
         self.started = time.monotonic()
         self.session.launched.append({"out_dir": self.out_dir, "status": "running", "epochs": 0})
         self.session.train_stop.clear()
@@ -213,7 +236,7 @@ class TrainPanel(Vertical):
         steps, rows = self.steps, self.rows
         epochs_x = [float(r["progress"]) for r in rows]
         self.query_one("#train-loss", LinePlot).show(LineData([
-            Series("train (steps)", [s[0] for s in steps], [s[1] for s in steps], TRAIN),
+            Series(self.train_label, [s[0] for s in steps], [s[1] for s in steps], TRAIN),
             Series("val", epochs_x, [r["val_loss"] for r in rows], VAL),
         ], xlim=xlim, title="loss"))
         self.query_one("#train-acc", LinePlot).show(LineData(
