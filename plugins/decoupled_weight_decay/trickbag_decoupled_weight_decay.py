@@ -28,14 +28,13 @@ from typing import Literal
 import torch
 from pydantic import Field, StrictBool, model_validator
 from trickbag import TrickOptions, TrickSpec, UserError, hookimpl
+from trickbag.decoupled import peak_lr, schedule_multiplier, step_is_taken
 from trickbag_sgdw import LRInBufferSGD
 
 log = logging.getLogger("trickbag")
 
 #: the param-group key holding the group's lambda once the optimizer's own weight_decay is 0
 KEY = "decoupled_weight_decay"
-#: the schedule's peak is searched over at most this many of the run's steps (longer runs: evenly spaced)
-PEAK_POINTS = 100_000
 
 
 class DecoupledWeightDecayOptions(TrickOptions):
@@ -126,33 +125,12 @@ def trickbag_declare_tricks():
     )
 
 
-def schedule_multiplier(state, peak: float) -> float:
-    """eta_t = the scheduled LR / its peak. A range test sets the LR itself, from far below to far
-    above any schedule's: there eta_t is 1, the decay training applies at its peak LR (as the sweep
-    holds momentum at its value at the peak)."""
-    if state.sweep:
-        return 1.0
-    return state.lr / peak if peak > 0 else 0.0
-
-
-def peak_lr(schedule, steps_per_epoch: int, total_steps: int) -> float:
-    """The highest LR ``schedule`` gives at the run's steps (at the recipe's batch size)."""
-    stride = max(1, total_steps // PEAK_POINTS)
-    return max(schedule(k / steps_per_epoch) for k in range(0, total_steps, stride))
 
 
 def normalized_scale(batch_size: int, train_size: int, epochs: float) -> float:
     """sqrt(b / (B * T)): lambda = lambda_norm * this (Loshchilov & Hutter's appendix on normalized weight decay)."""
     return math.sqrt(batch_size / (train_size * epochs))
 
-
-def step_is_taken(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
-    """1.0 when every gradient is finite (fp16's grad scaler then takes the step), else 0.0: a
-    device tensor, so asking costs no sync."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if not grads:
-        return 1.0
-    return torch.stack([torch.isfinite(g).all() for g in grads]).all().float()
 
 
 def l2_penalty(groups, lambda_scale: float) -> torch.Tensor | float:

@@ -28,12 +28,11 @@ import torch
 from pydantic import Field, StrictFloat, model_validator
 from torch import nn
 from trickbag import TrickOptions, TrickSpec, hookimpl
+from trickbag.decoupled import peak_lr, schedule_multiplier, step_is_taken
 from trickbag_orthogonality_penalty import orthogonality_gradient, orthogonality_penalty
 
 log = logging.getLogger("trickbag")
 
-#: the schedule's peak is searched over at most this many of the run's steps (longer runs: evenly spaced)
-PEAK_POINTS = 100_000
 
 
 class OrthogonalityOptions(TrickOptions):
@@ -57,17 +56,23 @@ class Orthogonality:
     def __init__(self, options: OrthogonalityOptions) -> None:
         self.options = options
         # set in fit_start (a resumed run or a range test recomputes them: nothing to checkpoint)
-        self.weight_ids: frozenset[int] = frozenset()  # ids, not tensors: a range test deep-copies a trick's attributes
+        # (optimizer group index, indices of its regularised weights), found once in fit_start:
+        # indices, not tensors, because a range test deep-copies a trick's attributes
+        self.positions: tuple[tuple[int, tuple[int, ...]], ...] = ()
         self.peak_lr = 1.0
         self.fp16 = False
         self.optimizer = None  # weakref, for the same reason
 
     @hookimpl
     def trickbag_fit_start(self, context):
-        self.weight_ids = frozenset(id(w) for w in regularised_weights(context.model, self.options.layers))
-        if not self.weight_ids:
+        weight_ids = {id(w) for w in regularised_weights(context.model, self.options.layers)}
+        if not weight_ids:
             log.warning("tricks.orthogonality: the model has no %s weights to regularise", "convolution" if self.options.layers == "conv" else "convolution or linear")
         self.optimizer = weakref.ref(context.optimizer)
+        # frozen weights are in no group, so never regularised; the groups' order and contents
+        # survive an optimizer load_state_dict (resume), only their dicts are replaced
+        self.positions = tuple((g, tuple(j for j, p in enumerate(group["params"]) if id(p) in weight_ids))
+                               for g, group in enumerate(context.optimizer.param_groups))
         self.peak_lr = peak_lr(context.lr_schedule, context.steps_per_epoch, context.total_steps)
         self.fp16 = context.recipe.training.precision == "fp16"
 
@@ -94,9 +99,12 @@ class Orthogonality:
                         w.sub_(orthogonality_gradient(w) * (rate * taken))
 
     def weights_by_group(self):
-        """(optimizer group, its regularised weights): frozen weights are in no group, so never regularised."""
-        for group in self.optimizer().param_groups:
-            yield group, [p for p in group["params"] if id(p) in self.weight_ids]
+        """(optimizer group, its regularised weights), from the positions found in fit_start: no
+        search through every parameter at every step."""
+        groups = self.optimizer().param_groups
+        for g, indices in self.positions:
+            params = groups[g]["params"]
+            yield groups[g], [params[j] for j in indices]
 
 
 @hookimpl
@@ -116,25 +124,3 @@ def regularised_weights(model: nn.Module, layers: str) -> list[nn.Parameter]:
     return list(found.values())
 
 
-def schedule_multiplier(state, peak: float) -> float:
-    """eta_t = the scheduled LR / its peak. A range test sets the LR itself, from far below to far
-    above any schedule's: there eta_t is 1, the step training takes at its peak LR (as the sweep
-    holds momentum at its value at the peak)."""
-    if state.sweep:
-        return 1.0
-    return state.lr / peak if peak > 0 else 0.0
-
-
-def peak_lr(schedule, steps_per_epoch: int, total_steps: int) -> float:
-    """The highest LR ``schedule`` gives at the run's steps (at the recipe's batch size)."""
-    stride = max(1, total_steps // PEAK_POINTS)
-    return max(schedule(k / steps_per_epoch) for k in range(0, total_steps, stride))
-
-
-def step_is_taken(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
-    """1.0 when every gradient is finite (fp16's grad scaler then takes the step), else 0.0: a
-    device tensor, so asking costs no sync."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if not grads:
-        return 1.0
-    return torch.stack([torch.isfinite(g).all() for g in grads]).all().float()
