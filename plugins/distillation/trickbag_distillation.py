@@ -91,6 +91,7 @@ class Distillation:
         self.teacher: torch.nn.Module | None = None  # loaded in fit_start
         self.teacher_info: DataInfo | None = None
         self._renorm: tuple[torch.Tensor, torch.Tensor] | None = None  # (scale, shift) into the teacher's normalisation
+        self._checked: LoadedModel | None = None  # what trickbag_check loaded, until fit_start takes it
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -130,15 +131,18 @@ class Distillation:
     @hookimpl
     def trickbag_check(self, context):
         # the whole load, on the CPU, so that every teacher problem is one line before any work;
-        # fit_start loads it again onto the run's device
+        # fit_start moves this very teacher to the run's device (no second read of the checkpoint)
         loaded = self._load("cpu")
         self._fits(loaded.info, context.info)
+        self._checked = loaded
 
     @hookimpl
     def trickbag_fit_start(self, context):
-        loaded = self._load(context.device)
-        self._fits(loaded.info, context.info)
-        teacher = loaded.model
+        loaded, self._checked = self._checked, None
+        if loaded is None:  # a caller that skipped trickbag_check
+            loaded = self._load(context.device)
+            self._fits(loaded.info, context.info)
+        teacher = loaded.model.to(context.device)
         if context.speed.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)  # batches arrive channels_last
         teacher.eval().requires_grad_(False)

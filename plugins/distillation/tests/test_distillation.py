@@ -390,3 +390,17 @@ def test_resume_reloads_the_teacher_and_continues_exactly(teacher, tmp_path):
     a = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_reads_the_teachers_checkpoint_once(teacher, tmp_path, monkeypatch):
+    """trickbag_check loads the teacher (every problem one line before any work); fit_start moves
+    that same teacher to the device instead of reading the checkpoint again."""
+    import trickbag_distillation
+    from trickbag.engine.loop import fit
+    from trickbag.recipe import load_recipe
+
+    reads = []
+    real = trickbag_distillation.load_teacher
+    monkeypatch.setattr(trickbag_distillation, "load_teacher", lambda *a, **k: reads.append(a) or real(*a, **k))
+    fit(load_recipe(student_recipe(tmp_path, teacher)), None)
+    assert len(reads) == 1
