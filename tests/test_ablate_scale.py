@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_jobs_split_the_cores_and_write_what_one_process_writes(tmp_path):
     # a worker of --jobs 2 trains on half the cores: the same thread count in one process gives bit-equal runs
     ablate_process([*args, "--out", "one"], tmp_path, threads_per_run(2))
     pooled = ablate_process([*args, "--out", "two", "--jobs", "2"], tmp_path, threads_per_run(2))
+    assert f"local: 2 worker processes, {threads_per_run(2)} threads each" in pooled.stderr
     assert rows(tmp_path / "two" / "ablation.jsonl") == rows(tmp_path / "one" / "ablation.jsonl")  # variant x seed order
     assert pooled.stderr.count("(trained)") == 6 and "done: 6 runs (6 trained)" in pooled.stderr
 
@@ -56,8 +58,9 @@ def test_ray_backend_makes_the_same_runs(tmp_path):
     raid = ablate_process([*args, "--out", "ray", "--backend", "ray", "--jobs", "2"], tmp_path, 1)
     assert not ray.is_initialized()  # in the child process only
     assert raid.stderr.count("(trained)") == 4
-    ray_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ablate_process([*args, "--out", "local"], tmp_path, max(1, ray_cpus // 2))
+    # the thread count Ray's tasks used (Ray counts the CPUs its own way, e.g. from cgroup quotas)
+    threads = int(re.search(r"ray: \d+ CPUs in the cluster, 2 runs at a time, (\d+) threads each", raid.stderr).group(1))
+    ablate_process([*args, "--out", "local"], tmp_path, threads)
     assert rows(tmp_path / "ray" / "ablation.jsonl") == rows(tmp_path / "local" / "ablation.jsonl")
 
 
@@ -150,3 +153,61 @@ def test_bad_scaling_input_is_one_line_and_exit_2(tmp_path, monkeypatch, args, n
 def test_threads_are_split_between_the_jobs():
     assert threads_per_run(2, 16) == 8 and threads_per_run(3, 16) == 5 and threads_per_run(32, 16) == 1
     assert math.isclose(threads_per_run(1, 2), 2)
+
+
+def test_rows_are_written_in_variant_and_seed_order_whatever_order_runs_finish(tmp_path, monkeypatch):
+    """The promise behind --jobs and Ray: ablation.jsonl lists variant x seed in order even when the
+    runs finish in another (here: reversed) order."""
+    import trickbag.ablate.backends as backends
+    from trickbag.ablate.runner import Plan, run_ablation
+
+    def reversed_execute(plan, work, record, **_):
+        for index in reversed(range(len(work))):
+            variant, seed = work[index]
+            record(index, {"variant": variant.name, "seed": seed, "final_val_acc": 0.5, "seconds": 0.0}, "trained")
+
+    monkeypatch.setattr(backends, "execute", reversed_execute)
+    (tmp_path / "r.toml").write_text(RECIPE.format(epochs=0.3))
+    _, results = run_ablation(Plan(tmp_path / "r.toml", (), "each", 2, None, tmp_path / "out"))
+    order = [("baseline", 0), ("baseline", 1), ("+label_smoothing", 0), ("+label_smoothing", 1), ("+one_cycle", 0), ("+one_cycle", 1)]
+    assert [(r["variant"], r["seed"]) for r in results] == order
+    assert [(r["variant"], r["seed"]) for r in rows(tmp_path / "out" / "ablation.jsonl")] == order
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
+def test_ctrl_c_with_jobs_stops_every_worker_and_says_how_to_continue(tmp_path):
+    import contextlib
+    import signal
+    import time
+    from pathlib import Path
+
+    (tmp_path / "r.toml").write_text(RECIPE.format(epochs=2000))  # minutes per run: Ctrl-C lands mid-run
+    proc = subprocess.Popen([sys.executable, "-m", "trickbag", "ablate", "r.toml", "--mode", "each", "--seeds", "2", "--jobs", "2",
+                             "--out", "o"], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def children() -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{proc.pid}/task").glob("*/children"):
+            found |= {int(p) for p in task.read_text().split()}
+        return found
+
+    deadline = time.monotonic() + 120
+    while len(children()) < 3:  # the two workers and multiprocessing's resource tracker, still starting up
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(3)  # the workers are importing or training
+    workers = children()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)  # not after the runs: a run takes minutes
+    finally:  # a failing test leaves nothing running
+        proc.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "run the same command again to continue" in err
+    time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert not alive, f"worker processes outlived the command: {alive}"

@@ -18,6 +18,8 @@ from trickbag.errors import UserError
 
 BACKENDS = ("local", "ray")
 
+log = logging.getLogger("trickbag")
+
 Record = Callable[[int, dict, str], None]
 Work = list[tuple[Variant, int]]
 
@@ -66,8 +68,10 @@ def _pool(plan: Plan, work: Work, record: Record, jobs: int) -> None:
 
     # spawn, not fork: a forked child inherits torch's thread pools (and, on CUDA, a context) in
     # whatever state the parent left them
+    threads = threads_per_run(jobs)
+    log.info(f"local: {jobs} worker processes, {threads} threads each")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(work)) or 1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_start, initargs=(threads_per_run(jobs),))
+                               initializer=_worker_start, initargs=(threads,))
     pending = {pool.submit(run_one, plan, variant, seed): i for i, (variant, seed) in enumerate(work)}
     try:
         while pending:
@@ -118,6 +122,7 @@ def _ray(plan: Plan, work: Work, record: Record, jobs: int, gpus_per_run: float)
     cpus = int(ray.cluster_resources().get("CPU", cores()))
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=cores())
     threads = max(1, min(node_cpus, cpus // jobs))
+    log.info(f"ray: {cpus} CPUs in the cluster, {jobs} runs at a time, {threads} threads each")
     task = ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(_ray_task)
     # absolute paths: a Ray worker's working directory is its own
     plan = replace(plan, recipe_path=plan.recipe_path.resolve(), out=plan.out.resolve())
